@@ -1,0 +1,161 @@
+"""The `audio-r1` command line: `ask` a model about a sound, `info` about a preset or model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+
+
+def _gen_kwargs(args: argparse.Namespace) -> dict:
+    kwargs = {
+        "max_new_tokens": args.max_new_tokens,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "repetition_penalty": args.repetition_penalty,
+        "seed": args.seed,
+        "max_think_tokens": args.max_think_tokens,
+        "min_think_tokens": args.min_think_tokens,
+    }
+    return kwargs
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from .api import AudioR1
+
+    model = AudioR1.from_pretrained(args.model, quantize="int8" if args.int8 else None)
+    gen = _gen_kwargs(args)
+    if args.stream and not args.json:
+        current = None
+        for delta in model.stream(args.audio, args.question, system=args.system, think=not args.no_think, **gen):
+            if delta.kind != current:
+                header = "thinking:" if delta.kind == "reasoning" else "\nanswer:"
+                print(header, flush=True)
+                current = delta.kind
+            print(delta.text, end="", flush=True)
+        print()
+        return 0
+    reply = model.ask(args.audio, args.question, system=args.system, think=not args.no_think, **gen)
+    if args.json:
+        print(json.dumps(reply.to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    if reply.reasoning:
+        print("thinking:\n" + reply.reasoning.strip() + "\n")
+    print("answer:\n" + reply.answer.strip())
+    t = reply.timings
+    print(
+        f"\n[{reply.usage.prompt_tokens} prompt + {reply.usage.completion_tokens} generated tokens "
+        f"({reply.usage.reasoning_tokens} thinking); first token {t.time_to_first_token_s:.2f} s, "
+        f"{t.decode_tokens_per_s:.1f} tokens/s, finish: {reply.finish_reason}]",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _human(n: float, unit: str = "") -> str:
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.2f} {suffix}{unit}"
+    return f"{n:.0f} {unit}".strip()
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import torch
+
+    from .config import get_preset
+    from .modeling import AudioR1ForCausalLM, count_parameters
+
+    if args.model:
+        from .checkpoints import CONFIG_NAME, _read_json, config_from_json
+
+        config = config_from_json(_read_json(Path(args.model) / CONFIG_NAME))
+        title = args.model
+    else:
+        config = get_preset(args.preset)
+        title = f"preset {args.preset}"
+    with torch.device("meta"):  # shapes only: no memory is allocated
+        model = AudioR1ForCausalLM(config)
+    parts = count_parameters(model)
+    decoder_linear = sum(
+        m.weight.numel() for m in model.language_model.modules() if isinstance(m, torch.nn.Linear)
+    )
+    if getattr(model.language_model.config, "tie_word_embeddings", False):
+        decoder_linear -= model.language_model.get_output_embeddings().weight.numel()
+    total = parts["total"]
+    bf16 = total * 2
+    int8 = decoder_linear * 1 + (total - decoder_linear) * 2
+    if args.json:
+        report = {"model": title, "parameters": parts, "bytes_bf16": bf16, "bytes_int8": int8}
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"audio-r1 {__version__}: {title}")
+    print(f"  encoder   : {config.encoder.n_layers} layers, width {config.encoder.d_model}, {config.encoder.n_mels} mels")
+    print(f"  decoder   : {config.text_config['model_type']}, {config.text_config['num_hidden_layers']} layers, "
+          f"hidden {config.hidden_size}, vocab {config.vocab_size}")
+    print(f"  chat      : {config.chat_format}; audio chunks of at most {config.chunk_seconds:g} s")
+    print("parameters:")
+    for name, count in parts.items():
+        print(f"  {name:<15}{count:>16,}  ({_human(count)})")
+    print("weights in memory:")
+    print(f"  bf16           {bf16 / 2**30:>10.2f} GiB")
+    print(f"  int8           {int8 / 2**30:>10.2f} GiB  (decoder linear layers int8, the rest bf16)")
+    print("  (KV cache and activations come on top and grow with context length and batch size)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audio-r1", description="Step-Audio-R1 in PyTorch: reason about sound.")
+    parser.add_argument("--version", action="version", version=f"audio-r1 {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ask = commands.add_parser("ask", help="ask a question about an audio file")
+    ask.add_argument("audio", help="audio file (wav, flac, ogg, mp3, m4a), or '-' for no audio")
+    ask.add_argument("question")
+    ask.add_argument("--model", default="smol", help="'smol', 'tiny' or a model directory (default: smol)")
+    ask.add_argument("--system", default=None, help="system prompt (default: the benchmark prompt)")
+    ask.add_argument("--max-new-tokens", type=int, default=512)
+    ask.add_argument("--max-think-tokens", type=int, default=None, help="close the think block after N tokens")
+    ask.add_argument("--min-think-tokens", type=int, default=0, help="keep thinking ('Wait') until N tokens")
+    ask.add_argument("--no-think", action="store_true", help="answer with an empty think block")
+    ask.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    ask.add_argument("--top-p", type=float, default=1.0)
+    ask.add_argument("--top-k", type=int, default=0)
+    ask.add_argument("--repetition-penalty", type=float, default=1.0)
+    ask.add_argument("--seed", type=int, default=None)
+    ask.add_argument("--int8", action="store_true", help="int8 decoder weights (CPU)")
+    ask.add_argument("--stream", action="store_true", help="print reasoning and answer as they are generated")
+    ask.add_argument("--json", action="store_true", help="print the reply as JSON")
+    ask.set_defaults(func=cmd_ask)
+
+    info = commands.add_parser("info", help="parameters and memory of a preset or model directory")
+    source = info.add_mutually_exclusive_group()
+    source.add_argument("--preset", default="smol", choices=["tiny", "smol", "step-audio-2-mini", "step-audio-r1"])
+    source.add_argument("--model", default=None, help="a model directory (reads its config.json only)")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "audio", None) == "-":
+        args.audio = None
+    from .audio import AudioError
+    from .checkpoints import CheckpointError
+
+    try:
+        return args.func(args)
+    except (AudioError, CheckpointError, ValueError) as error:
+        print(f"audio-r1: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,338 @@
+"""Generation: audio-aware prefill, a KV cache, sampling, stop rules and a thinking budget.
+
+The engine takes prompts already rendered to token ids (see `chat.py`) plus each prompt's audio
+chunks (see `audio.py`), runs them as one left-padded batch, and returns text with the reasoning
+and the answer split apart. The thinking budget works on tokens:
+
+- `max_think_tokens`: once a sequence has thought that long, the engine writes `</think>` for it
+  (`\\n</think>\\n`) and lets the answer follow;
+- `min_think_tokens`: until a sequence has thought that long, a `</think>` (or end of turn) it
+  samples is replaced by "Wait" and it keeps thinking (budget forcing).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .audio import AudioChunkFeatures, pad_mels
+from .chat import StreamingReasoningParser, parse_reasoning
+from .modeling import AudioBatch, AudioR1ForCausalLM
+from .tokenizer import SpecialTokenIds
+
+
+@dataclass
+class GenerationConfig:
+    """How to sample. `temperature == 0` is greedy decoding."""
+
+    max_new_tokens: int = 1024
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    max_think_tokens: int | None = None
+    min_think_tokens: int = 0
+    continue_thinking_text: str = "\nWait"
+    stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False  # generate exactly max_new_tokens (benchmarks)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.max_new_tokens >= 1, "max_new_tokens must be >= 1"),
+            (self.temperature >= 0, "temperature must be >= 0"),
+            (0 < self.top_p <= 1, "top_p must be in (0, 1]"),
+            (self.top_k >= 0, "top_k must be >= 0"),
+            (self.repetition_penalty > 0, "repetition_penalty must be > 0"),
+            (self.max_think_tokens is None or self.max_think_tokens >= 0, "max_think_tokens must be >= 0"),
+            (self.min_think_tokens >= 0, "min_think_tokens must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        if self.max_think_tokens is not None and self.min_think_tokens > self.max_think_tokens:
+            raise ValueError("min_think_tokens must not exceed max_think_tokens")
+
+
+@dataclass
+class Prompt:
+    """One request: prompt token ids and the audio chunks whose patches it holds, in order.
+
+    `thinking` says whether the prompt ends inside an open think block (the usual `<think>\\n`
+    generation prefix) so the budget applies from the first generated token.
+    """
+
+    input_ids: list[int]
+    audio: list[AudioChunkFeatures] = field(default_factory=list)
+    thinking: bool = True
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    audio_seconds: float = 0.0
+
+
+@dataclass
+class Timings:
+    """Seconds for one generate call (shared by the batch); tokens/s over the decode steps."""
+
+    audio_encode_s: float = 0.0
+    prefill_s: float = 0.0
+    time_to_first_token_s: float = 0.0
+    decode_s: float = 0.0
+    decode_tokens_per_s: float = 0.0
+    total_s: float = 0.0
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    reasoning: str
+    answer: str
+    token_ids: list[int]
+    finish_reason: str  # "stop" (end of turn / stop token) or "length"
+    usage: Usage
+    timings: Timings
+
+
+@dataclass
+class StreamDelta:
+    """A piece of streamed output for prompt `index`: kind is "reasoning" or "answer"."""
+
+    index: int
+    kind: str
+    text: str
+
+
+class _Sequence:
+    """Per-sequence decoding state: tokens, think budget bookkeeping, forced tokens to emit."""
+
+    def __init__(self, thinking: bool):
+        self.tokens: list[int] = []
+        self.thinking = thinking
+        self.think_tokens = 0
+        self.forced: list[int] = []
+        self.closing = False  # the forced `</think>` is being written: not counted as thinking
+        self.finished = False
+        self.finish_reason = "length"
+
+
+class Engine:
+    """Batched generation over an `AudioR1ForCausalLM` with a KV cache."""
+
+    def __init__(self, model: AudioR1ForCausalLM, tokenizer, special: SpecialTokenIds):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.special = special
+        self._close_think = self._encode("\n</think>\n")
+        self._pad_id = special.end_of_turn
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    # ------------------------------------------------------------------------------- public calls
+
+    def generate(self, prompts: Sequence[Prompt], config: GenerationConfig | None = None) -> list[GenerationResult]:
+        """Generate for a batch of prompts and return one result each."""
+        config = config or GenerationConfig()
+        *_, (states, timings) = self._decode(prompts, config)  # run to the end; keep the final state
+        return [self._result(prompt, state, timings) for prompt, state in zip(prompts, states, strict=True)]
+
+    def stream(self, prompts: Sequence[Prompt], config: GenerationConfig | None = None) -> Iterator[StreamDelta]:
+        """Yield reasoning and answer deltas as tokens arrive (prompts in one batch)."""
+        config = config or GenerationConfig()
+        parsers = [StreamingReasoningParser(prefilled_open=p.thinking) for p in prompts]
+        decoders = [_IncrementalDecoder(self.tokenizer) for _ in prompts]
+        for states, _ in self._decode(prompts, config):
+            for index, state in enumerate(states):
+                piece = decoders[index].update(self._visible(state.tokens))
+                for kind, text in parsers[index].feed(piece) if piece else []:
+                    yield StreamDelta(index, kind, text)
+        for index, parser in enumerate(parsers):
+            tail = decoders[index].update(self._visible(states[index].tokens), final=True)
+            for kind, text in [*(parser.feed(tail) if tail else []), *parser.finish()]:
+                yield StreamDelta(index, kind, text)
+
+    # ------------------------------------------------------------------------------------ decoding
+
+    @torch.inference_mode()
+    def _decode(self, prompts: Sequence[Prompt], config: GenerationConfig):
+        """Run the batch; after every step yield (states, timings) so callers can stream."""
+        if not prompts:
+            raise ValueError("no prompts to generate from")
+        start = time.perf_counter()
+        timings = Timings()
+        device = self.model.device
+        generator = torch.Generator(device=device)
+        generator.manual_seed(config.seed if config.seed is not None else int(torch.seed() % 2**63))
+        stops = [] if config.ignore_eos else [self.special.end_of_turn, *config.stop_token_ids]
+        stop_ids = torch.tensor(stops, dtype=torch.long, device=device)
+        continue_ids = self._encode(config.continue_thinking_text)
+
+        input_ids, attention_mask = self._left_pad([p.input_ids for p in prompts], device)
+        audio = self._audio_batch(prompts)
+        t0 = time.perf_counter()
+        embeds = self.model.embed_inputs(input_ids, audio)
+        timings.audio_encode_s = time.perf_counter() - t0 if audio is not None else 0.0
+        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        cache = _new_cache(self.model)
+        output = self.model.language_model(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        timings.prefill_s = time.perf_counter() - start
+        history = input_ids.clone() if config.repetition_penalty != 1.0 else None
+        states = [_Sequence(p.thinking) for p in prompts]
+        next_position = positions[:, -1:] + 1
+        decode_start = None
+        for step in range(config.max_new_tokens):
+            logits = output.logits[:, -1, :].float()
+            sampled = _sample(logits, config, generator, history)
+            chosen = [self._apply_budget(state, int(token), config, stop_ids, continue_ids)
+                      for state, token in zip(states, sampled.tolist(), strict=True)]
+            if step == 0:
+                timings.time_to_first_token_s = time.perf_counter() - start
+                decode_start = time.perf_counter()
+            yield states, timings
+            if all(state.finished for state in states) or step == config.max_new_tokens - 1:
+                break
+            next_ids = torch.tensor(chosen, device=device)[:, None]
+            if history is not None:
+                history = torch.cat([history, next_ids], dim=1)
+            attention_mask = torch.cat([attention_mask, torch.ones_like(next_ids)], dim=1)
+            output = self.model.language_model(
+                input_ids=next_ids,
+                attention_mask=attention_mask,
+                position_ids=next_position,
+                past_key_values=output.past_key_values,
+                use_cache=True,
+            )
+            next_position = next_position + 1
+        end = time.perf_counter()
+        decode_steps = max(len(s.tokens) for s in states) - 1
+        timings.decode_s = end - decode_start if decode_start is not None else 0.0
+        timings.decode_tokens_per_s = decode_steps * len(states) / timings.decode_s if timings.decode_s > 0 else 0.0
+        timings.total_s = end - start
+        yield states, timings
+
+    def _apply_budget(
+        self, state: _Sequence, token: int, config: GenerationConfig, stop_ids: Tensor, continue_ids: list[int]
+    ) -> int:
+        """Record the next token of one sequence, applying forced tokens and the thinking budget."""
+        if state.finished:
+            return self._pad_id
+        if state.forced:
+            token = state.forced.pop(0)
+        elif state.thinking:
+            ends_thinking = token == self.special.think_close or bool((stop_ids == token).any())
+            if ends_thinking and state.think_tokens < config.min_think_tokens:
+                state.forced = list(continue_ids)
+                token = state.forced.pop(0)
+            elif config.max_think_tokens is not None and state.think_tokens >= config.max_think_tokens:
+                state.forced = list(self._close_think)
+                state.closing = True
+                token = state.forced.pop(0)
+        if state.thinking:
+            if token == self.special.think_close:
+                state.thinking = False
+            elif not state.closing:
+                state.think_tokens += 1
+        state.tokens.append(token)
+        if not state.forced and bool((stop_ids == token).any()):
+            state.finished = True
+            state.finish_reason = "stop"
+        return token
+
+    # ------------------------------------------------------------------------------------- helpers
+
+    def _left_pad(self, sequences: list[list[int]], device: torch.device) -> tuple[Tensor, Tensor]:
+        if any(len(s) == 0 for s in sequences):
+            raise ValueError("every prompt needs at least one token")
+        width = max(len(s) for s in sequences)
+        ids = torch.full((len(sequences), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq):] = 1
+        return ids.to(device), mask.to(device)
+
+    def _audio_batch(self, prompts: Sequence[Prompt]) -> AudioBatch | None:
+        chunks = [chunk for p in prompts for chunk in p.audio]
+        if not chunks:
+            return None
+        mel, valid = pad_mels(chunks)
+        return AudioBatch(mel, valid, [len(p.audio) for p in prompts])
+
+    def _visible(self, tokens: list[int]) -> list[int]:
+        """Tokens that belong to the text (the final end-of-turn token is dropped)."""
+        if tokens and tokens[-1] == self.special.end_of_turn:
+            return tokens[:-1]
+        return tokens
+
+    def _result(self, prompt: Prompt, state: _Sequence, timings: Timings) -> GenerationResult:
+        text = self.tokenizer.decode(self._visible(state.tokens), skip_special_tokens=False)
+        reasoning, answer = parse_reasoning(text, prefilled_open=prompt.thinking)
+        usage = Usage(
+            prompt_tokens=len(prompt.input_ids),
+            completion_tokens=len(state.tokens),
+            reasoning_tokens=state.think_tokens,
+            audio_seconds=sum(c.num_samples for c in prompt.audio) / 16000,
+        )
+        return GenerationResult(text, reasoning, answer, list(state.tokens), state.finish_reason, usage, timings)
+
+
+def _new_cache(model: AudioR1ForCausalLM):
+    from transformers import DynamicCache
+
+    return DynamicCache(config=model.language_model.config)
+
+
+def _sample(logits: Tensor, config: GenerationConfig, generator: torch.Generator, history: Tensor | None) -> Tensor:
+    """Next token per row from (B, V) logits: repetition penalty, temperature, top-k, top-p."""
+    if history is not None:
+        seen = torch.gather(logits, 1, history)
+        penalised = torch.where(seen > 0, seen / config.repetition_penalty, seen * config.repetition_penalty)
+        logits = logits.scatter(1, history, penalised)
+    if config.temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / config.temperature
+    if config.top_k and config.top_k < logits.shape[-1]:
+        kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if config.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        drop = cumulative - sorted_logits.softmax(dim=-1) >= config.top_p  # keep the token crossing top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+class _IncrementalDecoder:
+    """Turns a growing token list into new text, holding back incomplete UTF-8 characters."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.emitted = ""
+
+    def update(self, tokens: list[int], final: bool = False) -> str:
+        """New text since the last call; `final=True` also releases a trailing partial character."""
+        text = self.tokenizer.decode(tokens, skip_special_tokens=False)
+        if not final and (text.endswith("\ufffd") or not text.startswith(self.emitted)):
+            return ""
+        if not text.startswith(self.emitted):  # a held-back character resolved differently
+            return ""
+        new, self.emitted = text[len(self.emitted):], text
+        return new
