@@ -220,7 +220,8 @@ def load_pretrained(
     files = weight_files(directory)
     config = config_from_json(_read_json(directory / CONFIG_NAME), _weight_shapes(files))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        with _quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(str(directory))
     except (OSError, ValueError) as error:
         raise CheckpointError(f"cannot load the tokenizer files in {directory}: {error}") from None
     ids = SpecialTokenIds.from_tokenizer(tokenizer, config.chat_format)
@@ -232,6 +233,21 @@ def load_pretrained(
         model = AudioR1ForCausalLM(config, audio_patch_id=ids.audio_patch)
     load_weights(model, files, dtype=dtype, device=device)
     return model.eval(), tokenizer
+
+
+class _quiet_transformers:
+    """Silence transformers' notice that our config.json's model_type is not one of its own."""
+
+    def __enter__(self) -> None:
+        from transformers.utils import logging
+
+        self._level = logging.get_verbosity()
+        logging.set_verbosity_error()
+
+    def __exit__(self, *exc) -> None:
+        from transformers.utils import logging
+
+        logging.set_verbosity(self._level)
 
 
 # ------------------------------------------------------------------------------------------- save

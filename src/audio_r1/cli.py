@@ -108,6 +108,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_sft(args: argparse.Namespace) -> int:
+    from .train.sft import config_from_args, train_sft
+
+    result = train_sft(config_from_args(args), resume=args.resume, progress=not args.no_progress)
+    print(json.dumps({"steps": result.steps, "final_loss": result.final_loss, "dev_loss": result.dev_loss,
+                      "out": str(result.out), "seconds": round(result.seconds, 1)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audio-r1", description="Step-Audio-R1 in PyTorch: reason about sound.")
     parser.add_argument("--version", action="version", version=f"audio-r1 {__version__}")
@@ -138,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--model", default=None, help="a model directory (reads its config.json only)")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
+
+    train = commands.add_parser("train", help="training stages").add_subparsers(dest="stage", required=True)
+    from .train.sft import add_arguments as add_sft_arguments
+
+    sft = train.add_parser("sft", help="cold-start supervised fine-tuning (accelerate; resumable)")
+    add_sft_arguments(sft)
+    sft.set_defaults(func=cmd_train_sft)
     return parser
 
 

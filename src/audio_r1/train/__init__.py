@@ -1,0 +1,1 @@
+"""Training stages: cold-start SFT (`sft.py`); MGRD, RL and DPO build on it."""
