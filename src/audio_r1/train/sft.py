@@ -64,6 +64,7 @@ class SFTConfig:
     seed: int = 0
     log_every: int = 1
     save_final: bool = True
+    mixed_precision: str = "no"  # "no" or "bf16" (autocast; ~2-3x faster on CPUs with AVX512-BF16)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "micro_batch_size", "max_length", "save_every", "eval_every"):
@@ -71,6 +72,8 @@ class SFTConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.adaptor_lr <= 0:
             raise ValueError("learning rates must be > 0")
+        if self.mixed_precision not in ("no", "bf16"):
+            raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
 
 
 @dataclass
@@ -193,12 +196,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: SFTConfig) -> torch
 
 
 def token_loss_sum(model: torch.nn.Module, batch) -> torch.Tensor:
-    """Sum of next-token cross-entropies over the label tokens of a batch."""
-    output = model(batch.input_ids, batch.audio, attention_mask=batch.attention_mask)
-    logits = output.logits[:, :-1].float()
+    """Sum of next-token cross-entropies over the label tokens of a batch.
+
+    Position t predicts label t+1, so logits are computed only where the next token has a label.
+    """
     targets = batch.labels[:, 1:]
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE,
-                           reduction="sum")
+    predicts = torch.zeros_like(batch.labels, dtype=torch.bool)
+    predicts[:, :-1] = targets != IGNORE
+    logits = model(batch.input_ids, batch.audio, attention_mask=batch.attention_mask, logits_mask=predicts,
+                   use_cache=False)
+    return F.cross_entropy(logits.float(), targets[targets != IGNORE], reduction="sum")
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -210,7 +217,7 @@ def train_sft(config: SFTConfig, resume: bool = False, progress: bool = True) ->
     from tqdm.auto import tqdm
 
     out = Path(config.out)
-    accelerator = Accelerator(log_with="tensorboard", project_dir=str(out))
+    accelerator = Accelerator(log_with="tensorboard", project_dir=str(out), mixed_precision=config.mixed_precision)
     world, rank = accelerator.num_processes, accelerator.process_index
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the {world} processes")
@@ -254,7 +261,8 @@ def train_sft(config: SFTConfig, resume: bool = False, progress: bool = True) ->
         indices = global_batch_indices(step, config.batch_size, len(train_examples), config.seed)
         global_examples = [train_examples[i] for i in indices]
         total_tokens = max(1, sum(e.label_tokens for e in global_examples))
-        mine = global_examples[rank::world]
+        # Similar lengths share a micro-batch (less padding); the summed loss does not depend on grouping.
+        mine = sorted(global_examples[rank::world], key=lambda e: len(e.input_ids))
         micro = [mine[i : i + config.micro_batch_size] for i in range(0, len(mine), config.micro_batch_size)]
         local_loss = 0.0
         for position, examples in enumerate(micro):
@@ -373,11 +381,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if field.type in ("bool", bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
         elif field.name == "train":
-            parser.add_argument(flag, required=True, help="SFT records (JSONL)")
+            parser.add_argument(flag, default=None, help="SFT records (JSONL); not needed with --preset")
         else:
             kind = {"int": int, "float": float}.get(str(field.type), str)
             parser.add_argument(flag, type=kind, default=field.default)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    parser.add_argument("--preset", choices=["smol"], default=None,
+                        help="reproduce the shipped model: generate the suite, train with its recipe, export the delta")
+    parser.add_argument("--data-dir", default="runs/suite-v1", help="where --preset keeps the generated suite")
     parser.add_argument("--no-progress", action="store_true")
 
 

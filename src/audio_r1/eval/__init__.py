@@ -1,0 +1,1 @@
+"""Evaluation: benchmarks, scoring and test-time scaling."""

