@@ -6,7 +6,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-checked
-EXAMPLE := src/audio_r1/assets/examples/two_tones.wav
 
 .PHONY: demo test lint bench setup clean
 
@@ -27,7 +26,7 @@ $(SYSTEM_STAMP): scripts/install-system-deps.sh
 
 demo: setup
 	$(BIN)/audio-r1 info --preset smol
-	$(BIN)/audio-r1 ask $(EXAMPLE) "Which of the two tones is higher?" --max-think-tokens 64 --max-new-tokens 96
+	$(BIN)/audio-r1 demo
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -38,6 +37,7 @@ lint: setup
 bench: setup
 	$(BIN)/python bench/bench_logmel.py --write
 	$(BIN)/python bench/bench_decode.py --write
+	$(BIN)/python bench/bench_sft.py --write
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from report import write_section  # noqa: E402
 
 from audio_r1.api import AudioR1  # noqa: E402
-from audio_r1.engine import GenerationConfig  # noqa: E402
+from audio_r1.engine import Engine, GenerationConfig  # noqa: E402
 from audio_r1.quantization import quantize_int8, weight_bytes  # noqa: E402
 
 
@@ -56,9 +56,9 @@ def decode_rate(run_for, tokens: int, batch: int, repeats: int) -> float:
     return rate
 
 
-def ours(model: AudioR1, prompts, new_tokens: int) -> None:
+def ours(engine: Engine, prompts, new_tokens: int) -> None:
     config = GenerationConfig(max_new_tokens=new_tokens, ignore_eos=True)
-    results = model.engine.generate(prompts, config)
+    results = engine.generate(prompts, config)
     assert all(len(r.token_ids) == new_tokens for r in results)
 
 
@@ -107,13 +107,17 @@ def ask_rss_and_ttft(tmp: Path) -> tuple[float, float]:
     return rss_kb / 1e6, reply["timings"]["time_to_first_token_s"]
 
 
-def measure(model: AudioR1, prompts, tokens: int, repeats: int) -> tuple[float, float]:
-    """Decode tokens/s of transformers `generate` and of our engine on the same batch."""
+def measure(model: AudioR1, prompts, tokens: int, repeats: int) -> dict[str, float]:
+    """Decode tokens/s of transformers `generate` and of our engine (both decode paths), same batch."""
     embeds, mask = hf_inputs(model, prompts)
     batch = len(prompts)
-    hf = decode_rate(lambda n: hf_generate(model, embeds, mask, n), tokens, batch, repeats)
-    engine = decode_rate(lambda n: ours(model, prompts, n), tokens, batch, repeats)
-    return hf, engine
+    fast = Engine(model.model, model.tokenizer, model.special, fast=True)
+    plain = Engine(model.model, model.tokenizer, model.special, fast=False)
+    return {
+        "hf": decode_rate(lambda n: hf_generate(model, embeds, mask, n), tokens, batch, repeats),
+        "plain": decode_rate(lambda n: ours(plain, prompts, n), tokens, batch, repeats),
+        "fast": decode_rate(lambda n: ours(fast, prompts, n), tokens, batch, repeats),
+    }
 
 
 def main() -> None:
@@ -126,35 +130,26 @@ def main() -> None:
 
     model = AudioR1.from_pretrained("smol", progress=False)
     prompt = model.build_prompt(clip(5.0), "How many beeps are there?")
-    rows = []
-    rates: dict[tuple[str, int], float] = {}
     fp32_bytes = weight_bytes(model.model.language_model)
     int8 = AudioR1(quantize_int8(AudioR1.from_pretrained("smol", progress=False).model), model.tokenizer)
     int8_bytes = weight_bytes(int8.model.language_model)
-    for label, subject in (("", model), ("-int8", int8)):
+    rates = {}
+    for label, subject in (("fp32", model), ("int8", int8)):
         for batch in (1, 8):
-            rates["hf" + label, batch], rates["ours" + label, batch] = measure(
-                subject, [prompt] * batch, args.tokens, args.repeats
-            )
+            rates[label, batch] = measure(subject, [prompt] * batch, args.tokens, args.repeats)
 
     bandwidth = copy_bandwidth()
-    bound_fp32 = bandwidth / fp32_bytes
-    bound_int8 = bandwidth / int8_bytes
+    bounds = {"fp32": bandwidth / fp32_bytes, "int8": bandwidth / int8_bytes}
+    names = {"hf": "transformers generate", "plain": "audio-r1 engine, transformers forward",
+             "fast": "audio-r1 engine, FastDecoder (default)"}
+    rows = []
     for batch in (1, 8):
-        base = rates["hf", batch]
-        rows.append(f"| {batch} | transformers generate, fp32 | {base:.1f} | 1.00x | {base / batch / bound_fp32:.0%} |")
-        rows.append(
-            f"| {batch} | audio-r1 engine, fp32 | {rates['ours', batch]:.1f} | {rates['ours', batch] / base:.2f}x "
-            f"| {rates['ours', batch] / batch / bound_fp32:.0%} |"
-        )
-        rows.append(
-            f"| {batch} | transformers generate, int8 weights | {rates['hf-int8', batch]:.1f} "
-            f"| {rates['hf-int8', batch] / base:.2f}x | {rates['hf-int8', batch] / batch / bound_int8:.0%} |"
-        )
-        rows.append(
-            f"| {batch} | audio-r1 engine, int8 weights | {rates['ours-int8', batch]:.1f} "
-            f"| {rates['ours-int8', batch] / base:.2f}x | {rates['ours-int8', batch] / batch / bound_int8:.0%} |"
-        )
+        base = rates["fp32", batch]["hf"]
+        for label in ("fp32", "int8"):
+            for path in ("hf", "plain", "fast"):
+                rate = rates[label, batch][path]
+                rows.append(f"| {batch} | {names[path]}, {label} | {rate:.1f} | {rate / base:.2f}x "
+                            f"| {rate / batch / bounds[label]:.0%} |")
     with tempfile.TemporaryDirectory() as tmp:
         rss_gb, ttft = ask_rss_and_ttft(Path(tmp))
 
@@ -168,8 +163,8 @@ def main() -> None:
             *rows,
             "",
             f"Memory-bandwidth bound at batch 1: copy bandwidth {bandwidth / 1e9:.1f} GB/s; decoder weights "
-            f"{fp32_bytes / 1e6:.0f} MB fp32 -> {bound_fp32:.0f} tokens/s, {int8_bytes / 1e6:.0f} MB int8 "
-            f"-> {bound_int8:.0f} tokens/s.",
+            f"{fp32_bytes / 1e6:.0f} MB fp32 -> {bounds['fp32']:.0f} tokens/s, {int8_bytes / 1e6:.0f} MB int8 "
+            f"-> {bounds['int8']:.0f} tokens/s. Int8 rows: dynamic int8 weights (quantization.py) on both sides.",
             "",
             f"`audio-r1 ask` on smol, 10 s clip: peak RSS {rss_gb:.2f} GB, time to first token {ttft:.2f} s.",
         ]

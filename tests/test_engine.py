@@ -89,11 +89,11 @@ def test_zero_think_budget_answers_at_once(tiny: AudioR1) -> None:
 def test_min_think_tokens_replaces_early_close_with_wait(tiny: AudioR1) -> None:
     close = tiny.special.think_close
 
-    def prefer_close(module, args, output):  # make the model want to stop thinking at once
-        output.logits[..., close] += 1e4
-        return output
+    def prefer_close(module, args, logits):  # make the model want to stop thinking at once
+        logits[..., close] += 1e4
+        return logits
 
-    handle = tiny.model.language_model.register_forward_hook(prefer_close)
+    handle = tiny.model.language_model.get_output_embeddings().register_forward_hook(prefer_close)
     try:
         prompt = text_prompt(tiny, "Think first.")
         eager = tiny.engine.generate([prompt], GenerationConfig(max_new_tokens=30))[0]
@@ -166,6 +166,16 @@ def test_bad_generation_settings_are_rejected() -> None:
     for bad in (dict(temperature=-1), dict(top_p=0), dict(max_new_tokens=0), dict(min_think_tokens=5, max_think_tokens=2)):
         with pytest.raises(ValueError):
             GenerationConfig(**bad)
+
+
+def test_fast_decoder_and_transformers_forward_agree(tiny: AudioR1) -> None:
+    from audio_r1.engine import Engine
+
+    prompts = [tiny.build_prompt(tone(300.0), "a"), tiny.build_prompt(tone(900.0, 2.0), "a longer question")]
+    config = GenerationConfig(max_new_tokens=20, temperature=0.8, seed=5)
+    fast = Engine(tiny.model, tiny.tokenizer, tiny.special, fast=True).generate(prompts, config)
+    plain = Engine(tiny.model, tiny.tokenizer, tiny.special, fast=False).generate(prompts, config)
+    assert [r.token_ids for r in fast] == [r.token_ids for r in plain]
 
 
 def test_int8_quantized_engine_runs(tiny: AudioR1) -> None:

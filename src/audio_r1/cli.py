@@ -1,4 +1,9 @@
-"""The `audio-r1` command line: `ask` a model about a sound, `info` about a preset or model."""
+"""The `audio-r1` command line.
+
+ask   a question about an audio file        info   parameters and memory of a preset or directory
+demo  the bundled example clips             data   generate the acoustic suite
+train cold-start SFT (resumable)            eval   score a model on the suite
+"""
 
 from __future__ import annotations
 
@@ -11,18 +16,12 @@ from pathlib import Path
 from . import __version__
 
 
+GENERATION_FLAGS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed",
+                    "max_think_tokens", "min_think_tokens")
+
+
 def _gen_kwargs(args: argparse.Namespace) -> dict:
-    kwargs = {
-        "max_new_tokens": args.max_new_tokens,
-        "temperature": args.temperature,
-        "top_p": args.top_p,
-        "top_k": args.top_k,
-        "repetition_penalty": args.repetition_penalty,
-        "seed": args.seed,
-        "max_think_tokens": args.max_think_tokens,
-        "min_think_tokens": args.min_think_tokens,
-    }
-    return kwargs
+    return {name: getattr(args, name) for name in GENERATION_FLAGS}
 
 
 def cmd_ask(args: argparse.Namespace) -> int:

@@ -127,10 +127,11 @@ class _Sequence:
 class Engine:
     """Batched generation over an `AudioR1ForCausalLM` with a KV cache."""
 
-    def __init__(self, model: AudioR1ForCausalLM, tokenizer, special: SpecialTokenIds):
+    def __init__(self, model: AudioR1ForCausalLM, tokenizer, special: SpecialTokenIds, fast: bool = True):
         self.model = model
         self.tokenizer = tokenizer
         self.special = special
+        self.fast = fast  # use FastDecoder (static KV cache) when the decoder is Llama/Qwen2-shaped
         self._close_think = self._encode("\n</think>\n")
         self._pad_id = special.end_of_turn
 
@@ -182,23 +183,14 @@ class Engine:
         embeds = self.model.embed_inputs(input_ids, audio)
         timings.audio_encode_s = time.perf_counter() - t0 if audio is not None else 0.0
         positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        cache = _new_cache(self.model)
-        output = self.model.language_model(
-            inputs_embeds=embeds,
-            attention_mask=attention_mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        step_logits = self._stepper(embeds, attention_mask, positions, config.max_new_tokens)
+        logits = next(step_logits)
         timings.prefill_s = time.perf_counter() - start
         history = input_ids.clone() if config.repetition_penalty != 1.0 else None
         states = [_Sequence(p.thinking) for p in prompts]
-        next_position = positions[:, -1:] + 1
         decode_start = None
         for step in range(config.max_new_tokens):
-            logits = output.logits[:, -1, :].float()
-            sampled = _sample(logits, config, generator, history)
+            sampled = _sample(logits.float(), config, generator, history)
             chosen = [self._apply_budget(state, int(token), config, stop_ids, continue_ids)
                       for state, token in zip(states, sampled.tolist(), strict=True)]
             if step == 0:
@@ -210,15 +202,7 @@ class Engine:
             next_ids = torch.tensor(chosen, device=device)[:, None]
             if history is not None:
                 history = torch.cat([history, next_ids], dim=1)
-            attention_mask = torch.cat([attention_mask, torch.ones_like(next_ids)], dim=1)
-            output = self.model.language_model(
-                input_ids=next_ids,
-                attention_mask=attention_mask,
-                position_ids=next_position,
-                past_key_values=output.past_key_values,
-                use_cache=True,
-            )
-            next_position = next_position + 1
+            logits = step_logits.send(next_ids)
         end = time.perf_counter()
         decode_steps = max(len(s.tokens) for s in states) - 1
         timings.decode_s = end - decode_start if decode_start is not None else 0.0
@@ -253,6 +237,35 @@ class Engine:
             state.finished = True
             state.finish_reason = "stop"
         return token
+
+    def _stepper(self, embeds: Tensor, attention_mask: Tensor, positions: Tensor, max_new_tokens: int):
+        """A generator: yields next-token logits (B, vocab) for the prompt, then for each id sent in.
+
+        Runs `FastDecoder` (static cache) when it supports the decoder, else the decoder's own forward
+        with a `DynamicCache`.
+        """
+        from .fast_decoder import FastDecoder
+
+        lm = self.model.language_model
+        next_position = positions[:, -1:] + 1
+        if self.fast and FastDecoder.supports(lm):
+            if getattr(self, "_fast_decoder", None) is None or self._fast_decoder.lm is not lm:
+                self._fast_decoder = FastDecoder(lm)
+            decoder = self._fast_decoder
+            decoder.start(embeds.shape[0], embeds.shape[1] + max_new_tokens)
+            next_ids = yield decoder.prefill(embeds, attention_mask, positions)
+            while True:
+                next_ids = yield decoder.decode(next_ids, next_position)
+                next_position = next_position + 1
+        output = lm(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions,
+                    past_key_values=_new_cache(self.model), use_cache=True, logits_to_keep=1)
+        next_ids = yield output.logits[:, -1, :]
+        while True:
+            attention_mask = torch.cat([attention_mask, torch.ones_like(next_ids)], dim=1)
+            output = lm(input_ids=next_ids, attention_mask=attention_mask, position_ids=next_position,
+                        past_key_values=output.past_key_values, use_cache=True)
+            next_position = next_position + 1
+            next_ids = yield output.logits[:, -1, :]
 
     # ------------------------------------------------------------------------------------- helpers
 
