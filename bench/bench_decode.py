@@ -96,10 +96,12 @@ def ask_rss_and_ttft(tmp: Path) -> tuple[float, float]:
 
     path = tmp / "ten_seconds.wav"
     sf.write(path, clip(10.0), 16000)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from this (large) parent process.
     script = (
-        "import resource, json, sys; from audio_r1.cli import main; "
+        "import sys; from audio_r1.cli import main; "
         f"main(['ask', '{path}', 'How many beeps?', '--max-new-tokens', '16', '--json']); "
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]; "
+        "print(hwm.split()[1], file=sys.stderr)"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     reply = json.loads(done.stdout)

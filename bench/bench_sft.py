@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,9 +30,11 @@ def run(model: str, processes: int, records: Path, steps: int, extra: list[str])
             "--batch-size", "16", "--micro-batch-size", "8", "--save-every", "1000", "--eval-every", "1000",
             "--no-save-final", "--no-progress", *extra,
         ]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        subprocess.run(command, check=True, capture_output=True)
-        peak_kb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
+        # A small wrapper process runs the training so that its RUSAGE_CHILDREN peak covers this run alone.
+        wrapper = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+                   "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        done = subprocess.run([sys.executable, "-c", wrapper, *command], check=True, capture_output=True, text=True)
+        peak_kb = int(done.stdout.strip().splitlines()[-1])
         metrics = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()][1:]
     return {
         "examples_per_s": statistics.median(m["train/examples_per_s"] for m in metrics),

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from . import __version__
 
-
 GENERATION_FLAGS = ("max_new_tokens", "temperature", "top_p", "top_k", "repetition_penalty", "seed",
                     "max_think_tokens", "min_think_tokens")
 
