@@ -132,6 +132,7 @@ class Engine:
         self.tokenizer = tokenizer
         self.special = special
         self.fast = fast  # use FastDecoder (static KV cache) when the decoder is Llama/Qwen2-shaped
+        self._fast_decoder = None  # built on first use; rebuilt if the decoder object changes (int8)
         self._close_think = self._encode("\n</think>\n")
         self._pad_id = special.end_of_turn
 
@@ -249,7 +250,7 @@ class Engine:
         lm = self.model.language_model
         next_position = positions[:, -1:] + 1
         if self.fast and FastDecoder.supports(lm):
-            if getattr(self, "_fast_decoder", None) is None or self._fast_decoder.lm is not lm:
+            if self._fast_decoder is None or self._fast_decoder.lm is not lm:
                 self._fast_decoder = FastDecoder(lm)
             decoder = self._fast_decoder
             decoder.start(embeds.shape[0], embeds.shape[1] + max_new_tokens)
