@@ -46,7 +46,7 @@ def run(model: str, processes: int, records: Path, steps: int, extra: list[str])
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="runs/suite-v1", help="a generated suite with train.sft.jsonl")
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     suite = Path(args.suite)

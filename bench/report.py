@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 import torch
+
+from audio_r1.files import write_text_atomic
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nEvery number here was measured by the command under its heading; ratios are measured side by side in one run.\n"
@@ -28,7 +29,4 @@ def write_section(name: str, title: str, body: str, command: str) -> None:
         text = before + block + after
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
-    fd, tmp = tempfile.mkstemp(dir=BENCHMARKS.parent, prefix=".BENCHMARKS.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, BENCHMARKS)
+    write_text_atomic(BENCHMARKS, text)

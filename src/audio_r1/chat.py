@@ -12,10 +12,10 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .config import AUDIO_END, AUDIO_PATCH, AUDIO_START, THINK_CLOSE, THINK_OPEN
+
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
 
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
 
 DEFAULT_SYSTEM_PROMPT = "You are an expert in audio analysis, please analyze the audio content and answer the questions accurately."
 
@@ -97,9 +97,9 @@ class ChatTemplate:
     eot: str
     separator: str = ""
     role_names: Mapping[str, str] = field(default_factory=_identity_roles)
-    audio_start: str = "<audio_start>"
-    audio_patch: str = "<audio_patch>"
-    audio_end: str = "<audio_end>"
+    audio_start: str = AUDIO_START
+    audio_patch: str = AUDIO_PATCH
+    audio_end: str = AUDIO_END
     think_open: str = THINK_OPEN
     think_close: str = THINK_CLOSE
 

@@ -185,6 +185,17 @@ def rebuild_meta_buffers(module: nn.Module) -> None:
         raise CheckpointError(f"could not materialise buffers {leftover}")
 
 
+def read_config(directory: str | Path, files: list[Path] | None = None) -> AudioR1Config:
+    """The `AudioR1Config` of a model directory (weight shapes fill what config.json leaves out)."""
+    directory = Path(directory)
+    if files is None:
+        try:
+            files = weight_files(directory)
+        except CheckpointError:
+            files = []  # config.json alone: the adaptor width falls back to the released 2048
+    return config_from_json(_read_json(directory / CONFIG_NAME), _weight_shapes(files))
+
+
 def load_weights(
     model: AudioR1ForCausalLM, files: list[Path], dtype: torch.dtype | None = None, device: str = "cpu"
 ) -> AudioR1ForCausalLM:
@@ -218,7 +229,7 @@ def load_pretrained(
     if not directory.is_dir():
         raise CheckpointError(f"{directory} is not a directory")
     files = weight_files(directory)
-    config = config_from_json(_read_json(directory / CONFIG_NAME), _weight_shapes(files))
+    config = read_config(directory, files)
     try:
         with _quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(str(directory))

@@ -69,9 +69,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .modeling import AudioR1ForCausalLM, count_parameters
 
     if args.model:
-        from .checkpoints import CONFIG_NAME, _read_json, config_from_json
+        from .checkpoints import read_config
 
-        config = config_from_json(_read_json(Path(args.model) / CONFIG_NAME))
+        config = read_config(args.model)
         title = args.model
     else:
         config = get_preset(args.preset)

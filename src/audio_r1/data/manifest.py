@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from audio_r1.data.answers import normalise_answer, normalise_number
+from audio_r1.files import write_text_atomic
 
 SPLITS = ("train", "dev", "test")
 ANSWER_TYPES = ("choice", "number", "text")
@@ -199,16 +199,4 @@ def write_manifest(path: str | os.PathLike, items: Iterable[Item], *, check_audi
             raise ManifestError(path, line_no, e.field, e.reason) from None
         _check_unique_and_audio(item, line_no, path, seen, check_audio)
         lines.append(json.dumps(item.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the manifest private to its writer
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.writelines(lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomic(path, "".join(lines))

@@ -11,8 +11,6 @@ them when `AudioR1.from_pretrained("smol")` builds the model.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..files import write_text_atomic
 from .sft import SFTConfig, SFTResult, train_sft
 
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "smol-sft"
@@ -62,7 +61,7 @@ def prepare_suite(data_dir: Path, seed: int = SUITE_SEED, workers: int = 2) -> t
         target = data_dir / f"{split}.sft.jsonl"
         if not target.exists():
             records = build_sft_examples(read_manifest(data_dir / f"{split}.jsonl"), seed=seed)
-            _write_atomic(target, "".join(json.dumps(r) + "\n" for r in records))
+            write_text_atomic(target, "".join(json.dumps(r) + "\n" for r in records))
         paths.append(target)
     return paths[0], paths[1]
 
@@ -148,8 +147,3 @@ def bundled_delta() -> Path | None:
     return path if path.exists() else None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)

@@ -19,7 +19,9 @@ What it does, step by step:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -124,14 +126,9 @@ def global_batch_indices(step: int, batch_size: int, n_examples: int, seed: int)
     return indices
 
 
-_PERMUTATIONS: dict[tuple[int, int, int], np.ndarray] = {}
-
-
+@functools.lru_cache(maxsize=4)
 def _permutation(epoch: int, n: int, seed: int) -> np.ndarray:
-    key = (epoch, n, seed)
-    if key not in _PERMUTATIONS:
-        _PERMUTATIONS[key] = np.random.default_rng([seed, epoch]).permutation(n)
-    return _PERMUTATIONS[key]
+    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 # -------------------------------------------------------------------------------------------- model
@@ -268,7 +265,7 @@ def train_sft(config: SFTConfig, resume: bool = False, progress: bool = True) ->
         for position, examples in enumerate(micro):
             batch = collate(examples, wrapper.special.end_of_turn)
             syncing = position == len(micro) - 1
-            context = accelerator.no_sync(model) if not syncing else _nullcontext()
+            context = accelerator.no_sync(model) if not syncing else contextlib.nullcontext()
             with context:
                 loss_sum = token_loss_sum(model, batch)
                 # DDP averages gradients over processes; scaling by `world` turns that into a sum,
@@ -361,14 +358,6 @@ def _append_metrics(path: Path, step: int, metrics: dict[str, float], accelerato
     if accelerator.is_main_process:
         with path.open("a") as handle:
             handle.write(json.dumps({"step": step, **metrics}) + "\n")
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 # -------------------------------------------------------------------------------------------- CLI
