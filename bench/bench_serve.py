@@ -31,7 +31,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).parent))
 from report import write_section  # noqa: E402
 
-from audio_r1.data.traces import prompt_text  # noqa: E402
+from audio_r1.processing import item_question  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "src" / "audio_r1" / "assets" / "examples"
 LEVELS = (1, 8, 32)
@@ -45,7 +45,7 @@ def requests_for(n: int, max_tokens: int, budget: int) -> list[dict]:
         entry = entries[i % len(entries)]
         data = base64.b64encode((EXAMPLES / entry["audio"]).read_bytes()).decode()
         content = [{"type": "input_audio", "input_audio": {"data": data, "format": "wav"}},
-                   {"type": "text", "text": prompt_text(entry)}]
+                   {"type": "text", "text": item_question(entry)}]
         bodies.append({"model": "smol", "messages": [{"role": "user", "content": content}], "stream": True,
                        "stream_options": {"include_usage": True}, "max_tokens": max_tokens, "temperature": 0,
                        "thinking_token_budget": budget})
@@ -87,7 +87,7 @@ async def one(client: httpx.AsyncClient, body: dict) -> dict:
                 tokens = event["usage"]["completion_tokens"]
             for choice in event.get("choices", []):
                 delta = choice["delta"]
-                if first is None and (delta.get("reasoning_content") or delta.get("content")):
+                if first is None and (delta.get("reasoning") or delta.get("reasoning_content") or delta.get("content")):
                     first = time.perf_counter() - start
     return {"latency": time.perf_counter() - start, "ttft": first or 0.0, "tokens": tokens}
 

@@ -44,8 +44,9 @@ def main() -> None:
     body = (
         "Shipped `smol` model on the suite's held-out test split (400 items, seed 0; test voices never used "
         "in training), greedy, max 192 new tokens (both modes). Chance: 1 / options for multiple choice, 0 for open "
-        "answers. Grounding rate: share of reasoning chains citing an acoustic cue that agrees with the "
-        "item's true parameters (`grounding.py`).\n\n" + body
+        "answers. Grounding rate: share of reasoning chains that are grounded by `scoring/grounding.py` "
+        "(acoustic cues, no dominating surrogate marker, no claim contradicted by the item's true parameters, "
+        "at least one verified), over the items with true acoustic parameters.\n\n" + body
     )
     print(body)
     if args.write:

@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=4)
     parser.add_argument("--out", default=None, help="write the table as JSON")
     args = parser.parse_args()
-    from audio_r1.api import build_smol
+    from audio_r1.pretrained import build_smol
 
     model, _ = build_smol(trained=False)
     root = Path(args.data)

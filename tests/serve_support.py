@@ -97,3 +97,14 @@ def audio_message(data: bytes, question: str, fmt: str = "wav") -> list[dict]:
         {"type": "input_audio", "input_audio": {"data": b64(data), "format": fmt}},
         {"type": "text", "text": question},
     ]}]
+
+
+def status_of(conn: socket.socket) -> tuple[int, bytes]:
+    """The status code and the head of the reply read from `conn`."""
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        piece = conn.recv(65536)
+        if not piece:
+            break
+        reply += piece
+    return int(reply.split(b" ", 2)[1]), reply

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,16 @@ def test_bad_audio_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
     assert "notes.wav" in done.stderr and "Traceback" not in done.stderr
     missing = run("ask", str(tmp_path / "absent.flac"), "?", "--model", "tiny", check=False)
     assert missing.returncode == 2 and "absent.flac" in missing.stderr
+
+
+def test_a_fifo_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    """Opening a FIFO blocks until a writer comes; `ask` refuses it before it would open it."""
+    fifo = tmp_path / "clip.wav"
+    os.mkfifo(fifo)
+    done = subprocess.run([*CLI, "ask", str(fifo), "?", "--model", "tiny"], capture_output=True, text=True,
+                          timeout=120)  # a hang would end here, as a failure
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "clip.wav" in done.stderr and "not a regular file" in done.stderr
 
 
 def test_official_name_without_weights_explains_itself() -> None:

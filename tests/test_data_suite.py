@@ -14,11 +14,11 @@ import soundfile as sf
 
 from audio_r1.data import families as fam
 from audio_r1.data.acoustics import dominant_frequency, estimate_f0, onsets
-from audio_r1.data.answers import is_correct
 from audio_r1.data.manifest import Item, read_manifest
 from audio_r1.data.suite import FAMILIES, generate_suite, item_seed, main, make_sample
 from audio_r1.data.synth import SAMPLE_RATE, EspeakError, tone
 from audio_r1.data.voices import SPLITS, VoicePool
+from audio_r1.scoring.answers import is_correct
 
 SIZES = {"train": 28, "dev": 14, "test": 28}  # two of each family in train and test, one in dev
 

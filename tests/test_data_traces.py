@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from audio_r1.chat import format_assistant, parse_reasoning
-from audio_r1.data.answers import is_correct, number_to_words
 from audio_r1.data.families import FAMILIES, TRAPS
 from audio_r1.data.manifest import Item
 from audio_r1.data.suite import make_sample
-from audio_r1.data.traces import TRACES, build_sft_examples, make_trace, prompt_text, surrogate_answer
+from audio_r1.data.traces import TRACES, build_sft_examples, make_trace, surrogate_answer
+from audio_r1.processing import item_question
+from audio_r1.scoring.answers import is_correct, number_to_words
 
 CUE_RE = re.compile(r"\bHz\b|\bdB|\bBPM\b|beats per minute|per second|per minute|\d\s*s\b", re.IGNORECASE)
 
@@ -49,14 +50,14 @@ def _numbers_before(text: str, unit: str) -> list[float]:
     return [float(m) for m in re.findall(rf"(-?\d+(?:\.\d+)?) ?{unit}\b", text)]
 
 
-def test_prompt_text_letters_the_options() -> None:
+def test_item_question_letters_the_options() -> None:
     item = _make("pitch_compare", 0)
-    text = prompt_text(item)
+    text = item_question(item)
     assert text.splitlines() == [item.question, f"A. {item.choices[0]}", f"B. {item.choices[1]}",
                                  "Answer with the option text."]
     record = {"question": item.question, "choices": item.choices, "answer_type": "choice"}
-    assert prompt_text(record) == text
-    assert prompt_text(_make("text_math", 0)).endswith("\nAnswer with a number.")
+    assert item_question(record) == text
+    assert item_question(_make("text_math", 0)).endswith("\nAnswer with a number.")
 
 
 def test_every_family_has_four_distinct_templates(items: list[Item], traps: list[Item]) -> None:
@@ -154,7 +155,7 @@ def test_build_sft_examples_mixes_modes_deterministically(items: list[Item], tra
     for item, r in zip(many, records, strict=True):
         assert set(r) == {"id", "audio", "question", "choices", "answer_type", "prompt", "reasoning",
                           "answer_text", "surrogate", "correct"}
-        assert r["prompt"] == prompt_text(item) and r["audio"] == item.audio
+        assert r["prompt"] == item_question(item) and r["audio"] == item.audio
         assert not (r["surrogate"] and item.audio is None)
         assert not (r["surrogate"] and r["reasoning"] == "")
         assert r["correct"] == is_correct(item, r["answer_text"])

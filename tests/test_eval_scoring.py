@@ -51,7 +51,7 @@ def test_mmau_string_match(answer: str, prediction: str, choices: list[str], off
     ("B", "Woman"), ("(B)", "Woman"), ("B.", "Woman"), ("B. Woman", "Woman"), ("B: woman", "woman"),
     ("A woman", "A woman"), ("E", "E"), ("Bob", "Bob"),
 ])
-def test_mmau_letters_are_mapped_to_option_text(reply: str, mapped: str) -> None:
+def test_mmau_letter_aware_column_maps_letters_to_option_text(reply: str, mapped: str) -> None:
     assert letter_to_text(reply, VOICES) == mapped
 
 
@@ -60,8 +60,9 @@ def test_mmau_prompt_and_verdicts() -> None:
         "Who speaks?\nPlease choose the answer from the following options, do not provide any additional "
         "explanations or content: \nA. Man\nB. Woman\n")
     item = BenchItem("x", [], "Woman", {}, {"choices": VOICES})
-    right, skipped = MMAU().extract(item, "B"), MMAU().extract(item, None)
-    assert (right.official, right.strict) == (True, True)
+    letter, text, skipped = MMAU().extract(item, "B"), MMAU().extract(item, "woman"), MMAU().extract(item, None)
+    assert (letter.official, letter.strict, letter.variants) == (False, False, {"letter_aware": True})
+    assert (text.official, text.strict, text.variants) == (True, True, {"letter_aware": True})
     assert (skipped.official, skipped.strict) == (None, False)  # no model_output: the official script skips it
 
 

@@ -6,7 +6,6 @@ errors, shutdown), not the words.
 
 from __future__ import annotations
 
-import signal
 import threading
 
 import httpx
@@ -16,7 +15,7 @@ from serve_support import ServerProcess, audio_message, b64, encode, tone
 openai = pytest.importorskip("openai")
 
 KEY = "test-key"
-GRACEFUL = (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled once it has shut down cleanly
+GRACEFUL = (0,)  # a clean shutdown on SIGTERM exits 0
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +84,34 @@ def test_stream_matches_non_stream_and_splits_reasoning(client) -> None:
     assert usage.completion_tokens == whole.usage.completion_tokens
 
 
+def test_reasoning_comes_under_both_names(client) -> None:
+    """vLLM's current name is `reasoning`; `reasoning_content` is the one it used to return."""
+    settings = dict(max_tokens=20, temperature=0, extra_body={"thinking_token_budget": 5})
+    messages = [{"role": "user", "content": "Think, then answer."}]
+    message = ask(client, messages, **settings).choices[0].message
+    assert message.reasoning and message.reasoning == message.reasoning_content  # attribute access
+    assert message.model_extra["reasoning"] == message.model_extra["reasoning_content"]
+    new, old = [], []
+    for event in ask(client, messages, stream=True, **settings):
+        for choice in event.choices:
+            delta = choice.delta
+            assert getattr(delta, "reasoning", None) == getattr(delta, "reasoning_content", None)
+            new.append(getattr(delta, "reasoning", None) or "")
+            old.append((delta.model_extra or {}).get("reasoning_content") or "")
+    assert "".join(new) == "".join(old) == message.reasoning
+
+
+def test_earlier_assistant_turns_may_carry_reasoning_under_either_name(client) -> None:
+    history = [{"role": "user", "content": "first"}]
+    for field in ("reasoning", "reasoning_content"):
+        turn = {"role": "assistant", "content": "an answer", field: "earlier thoughts"}
+        reply = ask(client, [*history, turn, {"role": "user", "content": "second"}], max_tokens=3)
+        assert reply.choices[0].finish_reason in ("stop", "length")
+        with pytest.raises(openai.BadRequestError) as info:  # a reasoning that is not text is refused
+            ask(client, [*history, {**turn, field: 5}, {"role": "user", "content": "second"}], max_tokens=3)
+        assert info.value.body["param"] == f"messages[1].{field}"
+
+
 def test_audio_url_data_and_local_paths(server, client) -> None:
     wav = encode(tone(1.0), "wav")
     for url in (f"data:audio/wav;base64,{b64(wav)}", str(server.clips / "tone.wav"),
@@ -137,6 +164,14 @@ def test_errors_have_openai_shape(server, client) -> None:
     response = httpx.post(server.url + "/v1/chat/completions", json=big, headers={"Authorization": f"Bearer {KEY}"})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_text_far_beyond_the_context_is_a_400_naming_its_field(client) -> None:
+    with pytest.raises(openai.BadRequestError) as info:  # 900 kB of text: within --max-body-mb, not the context
+        ask(client, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"},
+                     {"role": "user", "content": [{"type": "text", "text": "word " * 180_000}]}], max_tokens=2)
+    assert info.value.body["code"] == "context_length_exceeded"
+    assert info.value.body["param"] == "messages[2].content[0].text"
 
 
 @pytest.fixture

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 
 import numpy as np
 import pytest
 from serve_support import b64, encode, tone
 
 from audio_r1.api import AudioR1
-from audio_r1.engine import GenerationConfig, SequenceDone, StreamDelta
+from audio_r1.engine import GenerationConfig, SamplingError, SequenceDone, StreamDelta
 from audio_r1.serve.batcher import Batcher, QueueFullError, ShuttingDownError
 from audio_r1.serve.options import AudioPolicy
 from audio_r1.serve.prompts import build_prompt
@@ -141,6 +142,73 @@ def test_a_failing_batch_fails_its_requests_not_the_worker(tiny, monkeypatch) ->
     batcher.stop(30)
 
 
+def wait_until(condition, polls: int = 600) -> None:
+    """Poll `condition` (bounded by a count of polls, not by a time assertion)."""
+    for _ in range(polls):
+        if condition():
+            return
+        time.sleep(0.05)
+    pytest.fail("the condition never held")
+
+
+def test_a_request_whose_sampling_fails_fails_alone(tiny) -> None:
+    batcher = Batcher(tiny.engine, max_batch=2, batch_wait_s=0.5)
+    good, bad = prompts(tiny, "good", "broken")
+    config = GenerationConfig(max_new_tokens=6)
+    queues = submit_all(batcher, [(good, config), (bad, config)])  # one batch, `bad` is row 1
+
+    def nan_row_one(module, args, logits):
+        if logits.shape[0] > 1:
+            logits = logits.clone()
+            logits[1] = float("nan")
+        return logits
+
+    handle = tiny.model.language_model.get_output_embeddings().register_forward_hook(nan_row_one)
+    try:
+        batcher.start()
+        done = drain(queues[0])
+        failure = queues[1].get(timeout=60)
+        while isinstance(failure, StreamDelta):
+            failure = queues[1].get(timeout=60)
+    finally:
+        handle.remove()
+        batcher.stop(30)
+    assert done.result.token_ids == tiny.engine.generate([good], [config])[0].token_ids
+    assert isinstance(failure, SamplingError)
+    assert (batcher.stats.completed, batcher.stats.failed, batcher.stats.batches) == (1, 1, 1)
+
+
+def test_cancelling_a_running_request_stops_its_batch(tiny) -> None:
+    batcher = Batcher(tiny.engine, batch_wait_s=0).start()
+    events: queue.Queue = queue.Queue()
+    job = batcher.submit(prompts(tiny, "go")[0], GenerationConfig(max_new_tokens=3000, ignore_eos=True), events.put)
+    assert isinstance(events.get(timeout=60), StreamDelta)  # it is decoding
+    job.cancel()
+    wait_until(lambda: batcher.running == 0)
+    (q,) = submit_all(batcher, [(prompts(tiny, "next")[0], GenerationConfig(max_new_tokens=2))])
+    assert drain(q).result.usage.completion_tokens == 2
+    batcher.stop(30)
+    assert (batcher.stats.cancelled, batcher.stats.completed) == (1, 1)
+
+
+def test_drain_aborts_running_and_waiting_requests_at_its_deadline(tiny) -> None:
+    batcher = Batcher(tiny.engine, max_batch=1, batch_wait_s=0).start()
+    long = GenerationConfig(max_new_tokens=3000, ignore_eos=True)
+    running, waiting = submit_all(batcher, [(prompts(tiny, "go")[0], long), (prompts(tiny, "later")[0], long)])
+    assert isinstance(running.get(timeout=60), StreamDelta)
+    assert batcher.queued == 1
+    batcher.drain(0)
+    for q in (running, waiting):
+        item = q.get(timeout=60)
+        while isinstance(item, StreamDelta):
+            item = q.get(timeout=60)
+        assert isinstance(item, ShuttingDownError)
+    with pytest.raises(ShuttingDownError):
+        batcher.submit(prompts(tiny, "q")[0], long, lambda item: None)
+    batcher.stop(30)
+    assert (batcher.stats.aborted, batcher.stats.completed) == (2, 0)
+
+
 # ------------------------------------------------------------------------------------------- prompts
 
 
@@ -193,3 +261,42 @@ def test_audio_limits_count_every_clip(tiny) -> None:
     with pytest.raises(ApiError) as info:
         build_prompt(tiny, request([{"role": "user", "content": [clip, clip]}]), AudioPolicy(max_audio_seconds=5))
     assert info.value.code == "audio_too_long" and info.value.param == "messages[0].content[1]"
+
+
+def test_text_far_beyond_the_context_is_refused_before_tokenising(tiny, monkeypatch) -> None:
+    calls = []
+    encode_text = tiny.tokenizer.encode
+    monkeypatch.setattr(tiny.tokenizer, "encode", lambda *a, **k: calls.append(1) or encode_text(*a, **k))
+    huge = "word " * 4_000_000  # 20 MB of text
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [
+        {"type": "text", "text": "a question"}, {"type": "text", "text": huge}]}]
+    with pytest.raises(ApiError) as info:
+        build_prompt(tiny, request(messages), AudioPolicy())
+    assert info.value.code == "context_length_exceeded" and info.value.param == "messages[1].content[1].text"
+    assert calls == []  # refused before the tokenizer saw it
+    build_prompt(tiny, request([{"role": "user", "content": "word " * 500}]), AudioPolicy())  # within: accepted
+    assert calls == [1]
+
+
+def test_data_urls_in_any_case_are_inline_audio(tiny) -> None:
+    wav = encode(tone(1.0), "wav")
+    built = [build_prompt(tiny, request([{"role": "user", "content": [
+        {"type": "audio_url", "audio_url": {"url": f"{scheme}:audio/wav;base64,{b64(wav)}"}}]}]), AudioPolicy())
+             for scheme in ("data", "DATA", "Data")]
+    assert built[0].prompt.input_ids == built[1].prompt.input_ids == built[2].prompt.input_ids
+    assert built[1].audio_seconds == pytest.approx(1.0)
+
+
+def test_errors_about_a_local_file_quote_none_of_its_bytes(tiny, tmp_path) -> None:
+    (tmp_path / "notes.wav").write_bytes(b"SECRET-KEY=abcdef" * 4)
+    content = [{"type": "audio_url", "audio_url": {"url": "notes.wav"}}]
+    with pytest.raises(ApiError) as info:
+        build_prompt(tiny, request([{"role": "user", "content": content}]), AudioPolicy(allowed_local_dir=tmp_path))
+    assert info.value.code == "invalid_audio"
+    assert "SECRET" not in info.value.message and b"SECRET"[:4].hex(" ") not in info.value.message
+    (tmp_path / "long.wav").write_bytes(encode(tone(3.0), "wav"))
+    content = [{"type": "audio_url", "audio_url": {"url": "long.wav"}}]
+    with pytest.raises(ApiError) as info:  # a length is no secret: it is said
+        build_prompt(tiny, request([{"role": "user", "content": content}]),
+                     AudioPolicy(allowed_local_dir=tmp_path, max_audio_seconds=2))
+    assert info.value.code == "audio_too_long" and "3.0 s long" in info.value.message

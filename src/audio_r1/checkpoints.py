@@ -21,9 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from .config import AdaptorConfig, AudioEncoderConfig, AudioR1Config
+from .errors import CheckpointError
 from .modeling import AudioR1ForCausalLM
 from .tokenizer import SpecialTokenIds
 
@@ -36,10 +39,6 @@ _NOT_DECODER_KEYS = {
     "architectures", "model_type", "audio_encoder_config", "auto_map", "torch_dtype", "dtype",
     "transformers_version", "text_config", "_name_or_path",
 }
-
-
-class CheckpointError(RuntimeError):
-    """A model directory is missing, malformed, or does not match the model it should fill."""
 
 
 # ----------------------------------------------------------------------------------------- config
@@ -128,8 +127,6 @@ def weight_files(directory: Path) -> list[Path]:
 
 
 def _weight_shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
-    from safetensors import safe_open
-
     shapes = {}
     for file in files:
         with safe_open(str(file), framework="pt") as handle:
@@ -200,8 +197,6 @@ def load_weights(
     model: AudioR1ForCausalLM, files: list[Path], dtype: torch.dtype | None = None, device: str = "cpu"
 ) -> AudioR1ForCausalLM:
     """Fill `model` (built on any device, meta included) from safetensors files, strictly."""
-    from safetensors import safe_open
-
     state: dict[str, torch.Tensor] = {}
     for file in files:
         with safe_open(str(file), framework="pt", device=device) as handle:
@@ -223,7 +218,7 @@ def load_pretrained(
     directory: str | Path, dtype: torch.dtype | None = None, device: str = "cpu"
 ) -> tuple[AudioR1ForCausalLM, Any]:
     """Model and tokenizer from a directory in our layout or an official Step-Audio layout."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # transformers: slow to import, only this path needs it
 
     directory = Path(directory)
     if not directory.is_dir():
@@ -250,13 +245,13 @@ class _quiet_transformers:
     """Silence transformers' notice that our config.json's model_type is not one of its own."""
 
     def __enter__(self) -> None:
-        from transformers.utils import logging
+        from transformers.utils import logging  # transformers: slow to import, only this path needs it
 
         self._level = logging.get_verbosity()
         logging.set_verbosity_error()
 
     def __exit__(self, *exc) -> None:
-        from transformers.utils import logging
+        from transformers.utils import logging  # transformers: slow to import, only this path needs it
 
         logging.set_verbosity(self._level)
 
@@ -295,8 +290,6 @@ def save_pretrained(
     The directory appears whole or not at all: files go to a temporary sibling that is renamed
     into place, and an existing directory is replaced only once the new one is complete.
     """
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,8 +27,27 @@ def _gen_kwargs(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in GENERATION_FLAGS}
 
 
+def _check_audio_input(path: str | None) -> None:
+    """Refuse an existing path that is not a regular file, as the server does.
+
+    Opening a FIFO blocks until something writes to it, and a device may never end; an `AudioError`
+    says so at once instead. A missing file is left to the audio loader and its usual message.
+    """
+    from .errors import AudioError  # lazy: a fast start
+
+    if path is None:
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode):
+        raise AudioError(path, "not a regular file (FIFOs, devices and directories are refused); give an audio file")
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .api import AudioR1
+    _check_audio_input(args.audio)  # before loading the model
+    from .api import AudioR1  # lazy: a fast start
 
     model = AudioR1.from_pretrained(args.model, quantize="int8" if args.int8 else None)
     gen = _gen_kwargs(args)
@@ -65,13 +86,16 @@ def _human(n: float, unit: str = "") -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import torch
+    import torch  # lazy: a fast start
 
-    from .config import get_preset
-    from .modeling import AudioR1ForCausalLM, count_parameters
+    from .config import get_preset  # lazy: a fast start
+    from .modeling import (  # lazy: a fast start
+        AudioR1ForCausalLM,
+        count_parameters,
+    )
 
     if args.model:
-        from .checkpoints import read_config
+        from .checkpoints import read_config  # lazy: a fast start
 
         config = read_config(args.model)
         title = args.model
@@ -109,64 +133,52 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_train_sft(args: argparse.Namespace) -> int:
-    from .train.sft import config_from_args, train_sft
+    from .train.sft import run_from_args  # lazy: a fast start
 
-    if args.preset:
-        from .train.default_model import train_default
-
-        out = args.out if args.out != "runs/sft" else f"runs/{args.preset}-sft"
-        result, delta = train_default(args.data_dir, out, resume=True)
-        print(f"delta written to {delta}; copy it to src/audio_r1/assets/smol-sft/ to ship it")
-    elif not args.train:
-        raise ValueError("give --train RECORDS.jsonl, or --preset smol to reproduce the shipped model")
-    else:
-        result = train_sft(config_from_args(args), resume=args.resume, progress=not args.no_progress)
-    print(json.dumps({"steps": result.steps, "final_loss": result.final_loss, "dev_loss": result.dev_loss,
-                      "out": str(result.out), "seconds": round(result.seconds, 1)}))
-    return 0
+    return run_from_args(args)
 
 
 def cmd_train_rl(args: argparse.Namespace) -> int:
-    from .train.rl import run_from_args
+    from .train.rl import run_from_args  # lazy: a fast start
 
     return run_from_args(args)
 
 
 def cmd_train_dpo(args: argparse.Namespace) -> int:
-    from .train.dpo import main as dpo_main
+    from .train.dpo import run_from_args  # lazy: a fast start
 
-    return dpo_main(args)
+    return run_from_args(args)
 
 
 def cmd_train_mgrd(args: argparse.Namespace) -> int:
-    from .train.mgrd import main as mgrd_main
+    from .train.mgrd import run_from_args  # lazy: a fast start
 
-    return mgrd_main(args)
+    return run_from_args(args)
 
 
 def cmd_recipe_run(args: argparse.Namespace) -> int:
-    from .train.recipe import main as recipe_main
+    from .train.recipe import run_from_args  # lazy: a fast start
 
-    return recipe_main(args)
+    return run_from_args(args)
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from .train.select import main as select_main
+    from .train.select import run_from_args  # lazy: a fast start
 
-    return select_main(args)
+    return run_from_args(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Ask the model about every bundled example clip and show its reasoning next to the truth."""
-    from .api import AudioR1
-    from .data.answers import is_correct
-    from .data.manifest import Item
-    from .data.traces import prompt_text
+    from .api import AudioR1  # lazy: a fast start
+    from .data.manifest import Item  # lazy: a fast start
+    from .processing import item_question  # lazy: a fast start
+    from .scoring.answers import is_correct  # lazy: a fast start
 
     examples_dir = Path(__file__).resolve().parent / "assets" / "examples"
     entries = json.loads((examples_dir / "examples.json").read_text())
     model = AudioR1.from_pretrained(args.model)
-    questions = [(examples_dir / e["audio"], prompt_text(e)) for e in entries]
+    questions = [(examples_dir / e["audio"], item_question(e)) for e in entries]
     replies = model.ask_batch(questions, max_new_tokens=args.max_new_tokens, max_think_tokens=args.max_think_tokens)
     right = 0
     for entry, (path, prompt), reply in zip(entries, questions, replies, strict=True):
@@ -181,19 +193,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_data_suite(args: argparse.Namespace) -> int:
-    from .data.suite import run
+    from .data.suite import run  # lazy: a fast start
 
     return run(args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .serve.server import main as serve_main
+    from .serve.server import main as serve_main  # lazy: a fast start
 
     return serve_main(args)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from .serve.ui import main as ui_main
+    from .serve.ui import main as ui_main  # lazy: a fast start
 
     return ui_main(args)
 
@@ -230,33 +242,33 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_info)
 
     train = commands.add_parser("train", help="training stages").add_subparsers(dest="stage", required=True)
-    from .train.sft import add_arguments as add_sft_arguments
+    from .train.sft import add_arguments as add_sft_arguments  # lazy: a fast start
 
     sft = train.add_parser("sft", help="cold-start supervised fine-tuning (accelerate; resumable)")
     add_sft_arguments(sft)
     sft.set_defaults(func=cmd_train_sft)
-    from .train.rl import add_arguments as add_rl_arguments
+    from .train.rl import add_arguments as add_rl_arguments  # lazy: a fast start
 
     rl = train.add_parser("rl", help="RL with verified rewards: PPO (value head) or GRPO; resumable")
     add_rl_arguments(rl)
     rl.set_defaults(func=cmd_train_rl)
-    from .train.dpo import add_arguments as add_dpo_arguments
+    from .train.dpo import add_arguments as add_dpo_arguments  # lazy: a fast start
 
     dpo = train.add_parser("dpo", help="self-cognition correction: DPO away from 'I cannot hear audio' (resumable)")
     add_dpo_arguments(dpo)
     dpo.set_defaults(func=cmd_train_dpo)
-    from .train.mgrd import add_arguments as add_mgrd_arguments
+    from .train.mgrd import add_arguments as add_mgrd_arguments  # lazy: a fast start
 
     mgrd = train.add_parser("mgrd", help="modality-grounded reasoning distillation: sample, filter, fine-tune (T rounds)")
     add_mgrd_arguments(mgrd)
     mgrd.set_defaults(func=cmd_train_mgrd)
-    from .train.recipe import add_arguments as add_recipe_arguments
+    from .train.recipe import add_arguments as add_recipe_arguments  # lazy: a fast start
 
     recipe = commands.add_parser("recipe", help="the whole training recipe").add_subparsers(dest="action", required=True)
     recipe_run = recipe.add_parser("run", help="cold start -> MGRD -> select -> RL -> DPO -> eval, with report.md")
     add_recipe_arguments(recipe_run)
     recipe_run.set_defaults(func=cmd_recipe_run)
-    from .train.select import add_arguments as add_select_arguments
+    from .train.select import add_arguments as add_select_arguments  # lazy: a fast start
 
     select = commands.add_parser("select", help="pass@k difficulty selection: keep prompts solved 3-6 times of 8")
     add_select_arguments(select)
@@ -269,17 +281,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     data = commands.add_parser("data", help="datasets").add_subparsers(dest="dataset", required=True)
-    from .data.suite import add_arguments as add_suite_arguments
+    from .data.suite import add_arguments as add_suite_arguments  # lazy: a fast start
 
     suite = data.add_parser("suite", help="generate the acoustic reasoning suite (deterministic in --seed)")
     add_suite_arguments(suite)
     suite.set_defaults(func=cmd_data_suite)
 
     evaluate = commands.add_parser("eval", help="evaluate a model on a benchmark (docs/eval.md)")
-    from .eval.cli import add_eval_commands
+    from .eval.cli import add_eval_commands  # lazy: a fast start
 
     add_eval_commands(evaluate.add_subparsers(dest="bench", required=True))
-    from .serve.options import add_serve_arguments, add_ui_arguments
+    from .serve.options import (  # lazy: a fast start
+        add_serve_arguments,
+        add_ui_arguments,
+    )
 
     serve = commands.add_parser("serve", help="OpenAI-compatible API: /v1/chat/completions with audio")
     add_serve_arguments(serve)
@@ -294,12 +309,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "audio", None) == "-":
         args.audio = None
-    from .audio import AudioError
-    from .checkpoints import CheckpointError
+    from .errors import AudioR1Error, SamplingError  # lazy: a fast start
 
     try:
         return args.func(args)
-    except (AudioError, CheckpointError, ValueError) as error:
+    except SamplingError as error:  # the model's output could not be sampled (NaN logits)
+        print(f"audio-r1: error: generation failed: {error}", file=sys.stderr)
+        return 1
+    except AudioR1Error as error:  # anything audio-r1 refuses on purpose: a one-line message, no traceback
         print(f"audio-r1: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

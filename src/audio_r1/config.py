@@ -13,6 +13,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ConfigError
+
 # Token strings of the Step-Audio format. Their ids are never hard-coded: they are read from the
 # checkpoint's tokenizer (see `tokenizer.py`).
 AUDIO_START = "<audio_start>"
@@ -20,6 +22,7 @@ AUDIO_PATCH = "<audio_patch>"
 AUDIO_END = "<audio_end>"
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
+LETTERS = "ABCDEFGHIJ"  # the letters of multiple-choice options, in order (prompts and answer parsing)
 
 
 @dataclass
@@ -61,16 +64,16 @@ class AudioR1Config:
         if isinstance(self.adaptor, dict):
             self.adaptor = AdaptorConfig(**self.adaptor)
         if self.chat_format not in ("step", "chatml"):
-            raise ValueError(f"chat_format must be 'step' or 'chatml', got {self.chat_format!r}")
+            raise ConfigError(f"chat_format must be 'step' or 'chatml', got {self.chat_format!r}")
         if "model_type" not in self.text_config:
-            raise ValueError("text_config needs a 'model_type' (e.g. 'qwen2', 'llama')")
+            raise ConfigError("text_config needs a 'model_type' (e.g. 'qwen2', 'llama')")
         if self.adaptor.d_input != self.encoder.d_model:
-            raise ValueError(
+            raise ConfigError(
                 f"adaptor input width {self.adaptor.d_input} != encoder width {self.encoder.d_model}"
             )
         hidden = self.text_config.get("hidden_size")
         if hidden is not None and hidden != self.adaptor.d_output:
-            raise ValueError(f"adaptor output width {self.adaptor.d_output} != decoder hidden size {hidden}")
+            raise ConfigError(f"adaptor output width {self.adaptor.d_output} != decoder hidden size {hidden}")
 
     @property
     def hidden_size(self) -> int:
@@ -101,7 +104,7 @@ class AudioR1Config:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown AudioR1Config fields: {sorted(unknown)}")
+            raise ConfigError(f"unknown AudioR1Config fields: {sorted(unknown)}")
         return cls(**copy.deepcopy(data))
 
 

@@ -13,13 +13,22 @@ A batch takes one `GenerationConfig` for all its prompts or one per prompt, so a
 requests with different sampling settings, seeds, lengths and budgets together. With one config per
 prompt every sequence samples from its own generator, so a seeded request gives the same tokens
 whatever it is batched with.
+
+Sampling never fails a batch for one row's sake. A temperature below `SAMPLING_EPS` is greedy, top-p
+always keeps the most likely token, and logits are made finite before the softmax (NaN never wins,
++inf becomes the largest float), so any setting `GenerationConfig` accepts gives a valid
+distribution. A row whose logits are still unusable (a model that produced NaN everywhere) ends on
+its own with a `SequenceFailed` event while the rest of the batch goes on; `generate` and `stream`
+raise `SamplingError` for it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -27,13 +36,22 @@ from torch import Tensor
 
 from .audio import AudioChunkFeatures, pad_mels
 from .chat import StreamingReasoningParser, parse_reasoning
+from .errors import ConfigError, SamplingError
+from .fast_decoder import FastDecoder
 from .modeling import AudioBatch, AudioR1ForCausalLM
 from .tokenizer import SpecialTokenIds
+
+SAMPLING_EPS = 1e-5  # a temperature below this is greedy decoding (vLLM's threshold)
 
 
 @dataclass
 class GenerationConfig:
-    """How to sample. `temperature == 0` is greedy decoding."""
+    """How to sample. A `temperature` of 0 (or below `SAMPLING_EPS`) is greedy decoding.
+
+    Invalid settings raise `ConfigError` (a `ValueError`) here, so the Python API, the CLI and the
+    server refuse them the same way: numbers must be finite, `temperature >= 0`, `0 < top_p <= 1`, `top_k >= 0`,
+    `repetition_penalty > 0`.
+    """
 
     max_new_tokens: int = 1024
     temperature: float = 0.0
@@ -48,6 +66,14 @@ class GenerationConfig:
     ignore_eos: bool = False  # generate exactly max_new_tokens (benchmarks)
 
     def __post_init__(self) -> None:
+        for name in ("temperature", "top_p", "repetition_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        for name in ("max_new_tokens", "top_k", "min_think_tokens", "max_think_tokens"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
         checks = [
             (self.max_new_tokens >= 1, "max_new_tokens must be >= 1"),
             (self.temperature >= 0, "temperature must be >= 0"),
@@ -59,9 +85,14 @@ class GenerationConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise ConfigError(message)
         if self.max_think_tokens is not None and self.min_think_tokens > self.max_think_tokens:
-            raise ValueError("min_think_tokens must not exceed max_think_tokens")
+            raise ConfigError("min_think_tokens must not exceed max_think_tokens")
+
+    @property
+    def greedy(self) -> bool:
+        """Whether this config decodes greedily (temperature below `SAMPLING_EPS`)."""
+        return self.temperature < SAMPLING_EPS
 
 
 @dataclass
@@ -125,6 +156,14 @@ class SequenceDone:
     result: GenerationResult
 
 
+@dataclass
+class SequenceFailed:
+    """Prompt `index` could not go on (`error` says why) and gets no result; the batch goes on."""
+
+    index: int
+    error: SamplingError
+
+
 Configs = GenerationConfig | Sequence[GenerationConfig]
 
 
@@ -139,6 +178,7 @@ class _Sequence:
         self.closing = False  # the forced `</think>` is being written: not counted as thinking
         self.finished = False
         self.finish_reason = "length"
+        self.error: str | None = None  # set when sampling failed for this sequence
 
 
 class Engine:
@@ -162,21 +202,35 @@ class Engine:
         """Generate for a batch of prompts and return one result each.
 
         `config` is one `GenerationConfig` for the whole batch or a sequence of one per prompt.
+        Raises `SamplingError` if a prompt's sampling failed (see `events` to keep the others).
         """
         *_, (states, timings) = self._decode(prompts, config)  # run to the end; keep the final state
+        failed = [i for i, state in enumerate(states) if state.error is not None]
+        if failed:
+            raise SamplingError(f"prompt {failed[0]}: {states[failed[0]].error}")
         return [self._result(prompt, state, timings) for prompt, state in zip(prompts, states, strict=True)]
 
     def stream(self, prompts: Sequence[Prompt], config: Configs | None = None) -> Iterator[StreamDelta]:
-        """Yield reasoning and answer deltas as tokens arrive (prompts in one batch)."""
+        """Yield reasoning and answer deltas as tokens arrive (prompts in one batch).
+
+        Raises `SamplingError` when a prompt's sampling fails.
+        """
         for event in self.events(prompts, config):
+            if isinstance(event, SequenceFailed):
+                raise event.error
             if isinstance(event, StreamDelta):
                 yield event
 
-    def events(self, prompts: Sequence[Prompt], config: Configs | None = None) -> Iterator[StreamDelta | SequenceDone]:
+    def events(
+        self, prompts: Sequence[Prompt], config: Configs | None = None, *, should_stop: Callable[[], bool] | None = None
+    ) -> Iterator[StreamDelta | SequenceDone | SequenceFailed]:
         """Like `stream`, plus a `SequenceDone` with the full result as soon as each prompt finishes.
 
         A server uses it to close a request's response while the rest of its batch goes on. The
-        result's timings are those of the batch so far (`total_s` up to that sequence's end).
+        result's timings are those of the batch so far (`total_s` up to that sequence's end). A
+        prompt whose sampling fails gets a `SequenceFailed` instead. `should_stop` is asked after
+        every decoding step; once it answers True decoding ends, and the prompts not finished by
+        then get no final event.
         """
         parsers = [StreamingReasoningParser(prefilled_open=p.thinking) for p in prompts]
         decoders = [_IncrementalDecoder(self.tokenizer) for _ in prompts]
@@ -192,24 +246,33 @@ class Engine:
                 timings = dataclasses.replace(timings, total_s=time.perf_counter() - start)
             yield SequenceDone(index, self._result(prompts[index], state, timings))
 
-        for states, timings in self._decode(prompts, config):
+        states: list[_Sequence] = []
+        for states, timings in self._decode(prompts, config, should_stop):
             for index, state in enumerate(states):
                 if done[index]:
+                    continue
+                if state.error is not None:
+                    done[index] = True
+                    yield SequenceFailed(index, SamplingError(state.error))
                     continue
                 piece = decoders[index].update(self._visible(state.tokens))
                 for kind, text in parsers[index].feed(piece) if piece else []:
                     yield StreamDelta(index, kind, text)
                 if state.finished:
                     yield from finish(index, state, timings)
-        for index, state in enumerate(states):
-            if not done[index]:
+        for index, state in enumerate(states):  # finished on the last step (stopped early: unfinished ones stay so)
+            if not done[index] and state.finished:
                 yield from finish(index, state, timings)
 
     # ------------------------------------------------------------------------------------ decoding
 
     @torch.inference_mode()
-    def _decode(self, prompts: Sequence[Prompt], config: Configs | None):
-        """Run the batch; after every step yield (states, timings) so callers can stream."""
+    def _decode(self, prompts: Sequence[Prompt], config: Configs | None,
+                should_stop: Callable[[], bool] | None = None):
+        """Run the batch; after every step yield (states, timings) so callers can stream.
+
+        Ends early (without the final timings) once `should_stop()` is True after a step.
+        """
         if not prompts:
             raise ValueError("no prompts to generate from")
         start = time.perf_counter()
@@ -235,13 +298,20 @@ class Engine:
         states = [_Sequence(p.thinking) for p in prompts]
         decode_start = None
         for step in range(max_new_tokens):
-            sampled = sampler.sample(logits.float(), history)
+            sampled, failed = sampler.sample(logits.float(), history)
+            for row in failed:
+                if not states[row].finished:
+                    states[row].finished, states[row].finish_reason = True, "error"
+                    states[row].error = ("its next-token distribution was not finite (the model produced "
+                                         "NaN or infinite logits for every token)")
             chosen = [self._apply_budget(state, int(token), cfg, rule.stop_ids, rule.continue_ids)
                       for state, token, cfg, rule in zip(states, sampled.tolist(), configs, rules, strict=True)]
             if step == 0:
                 timings.time_to_first_token_s = time.perf_counter() - start
                 decode_start = time.perf_counter()
             yield states, timings
+            if should_stop is not None and should_stop():
+                return
             if all(state.finished for state in states) or step == max_new_tokens - 1:
                 break
             next_ids = torch.tensor(chosen, device=device)[:, None]
@@ -249,7 +319,7 @@ class Engine:
                 history = torch.cat([history, next_ids], dim=1)
             logits = step_logits.send(next_ids)
         end = time.perf_counter()
-        decode_steps = max(len(s.tokens) for s in states) - 1
+        decode_steps = max(max(len(s.tokens) for s in states) - 1, 0)
         timings.decode_s = end - decode_start if decode_start is not None else 0.0
         timings.decode_tokens_per_s = decode_steps * len(states) / timings.decode_s if timings.decode_s > 0 else 0.0
         timings.total_s = end - start
@@ -291,8 +361,6 @@ class Engine:
         Runs `FastDecoder` (static cache) when it supports the decoder, else the decoder's own forward
         with a `DynamicCache`.
         """
-        from .fast_decoder import FastDecoder
-
         lm = self.model.language_model
         next_position = positions[:, -1:] + 1
         if self.fast and FastDecoder.supports(lm):
@@ -353,7 +421,7 @@ class Engine:
 
 
 def _new_cache(model: AudioR1ForCausalLM):
-    from transformers import DynamicCache
+    from transformers import DynamicCache  # transformers: slow to import, only this fallback needs it
 
     return DynamicCache(config=model.language_model.config)
 
@@ -364,7 +432,7 @@ def _per_sequence(config: Configs | None, n: int) -> list[GenerationConfig]:
         return [config or GenerationConfig()] * n
     configs = list(config)
     if len(configs) != n:
-        raise ValueError(f"got {len(configs)} generation configs for {n} prompts; give one, or one per prompt")
+        raise ConfigError(f"got {len(configs)} generation configs for {n} prompts; give one, or one per prompt")
     for i, c in enumerate(configs):
         if not isinstance(c, GenerationConfig):
             raise TypeError(f"config[{i}] must be a GenerationConfig, got {type(c).__name__}")
@@ -391,7 +459,8 @@ class _Sampler:
 
     With one shared config (`shared`) the batch samples as a whole from one generator, as it always
     has. With one config per prompt, rows with equal sampling settings are transformed together and
-    each row draws from its own generator, seeded by its own config.
+    each row draws from its own generator, seeded by its own config. `sample` also returns the rows
+    whose distribution was unusable; they get a placeholder token and must be ended by the caller.
     """
 
     def __init__(self, shared: GenerationConfig | None, configs: list[GenerationConfig], device: torch.device):
@@ -403,24 +472,37 @@ class _Sampler:
         self.generators = [_new_generator(c.seed, device) for c in configs]
         groups: dict[tuple, list[int]] = {}
         for row, c in enumerate(configs):
-            groups.setdefault((c.temperature, c.top_p, c.top_k, c.repetition_penalty), []).append(row)
+            key = (True, c.repetition_penalty) if c.greedy else (False, c.temperature, c.top_p, c.top_k,
+                                                                 c.repetition_penalty)
+            groups.setdefault(key, []).append(row)
         self.groups = list(groups.values())
 
-    def sample(self, logits: Tensor, history: Tensor | None) -> Tensor:
+    def sample(self, logits: Tensor, history: Tensor | None) -> tuple[Tensor, list[int]]:
+        """(next token per row, rows that could not be sampled)."""
         if self.shared is not None:
-            return _sample(logits, self.shared, self.generators[0], history)
+            tokens, bad = _sample(logits, self.shared, self.generators[0], history)
+            return tokens, bad.nonzero().flatten().tolist()
         out = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+        failed: list[int] = []
         for rows in self.groups:
             config = self.configs[rows[0]]
             index = torch.tensor(rows, device=logits.device)
             group_history = history.index_select(0, index) if history is not None else None
-            probs = _probs(logits.index_select(0, index), config, group_history)
+            group_logits = logits.index_select(0, index)
+            probs = _probs(group_logits, config, group_history)
             if probs is None:  # greedy
-                out[index] = _penalise(logits.index_select(0, index), config, group_history).argmax(dim=-1)
+                tokens, bad = _greedy(group_logits, config, group_history)
+                out[index] = tokens
+                failed += [row for row, b in zip(rows, bad.tolist(), strict=True) if b]
                 continue
+            bad = _unusable(probs).tolist()
             for j, row in enumerate(rows):
-                out[row] = torch.multinomial(probs[j : j + 1], 1, generator=self.generators[row])[0, 0]
-        return out
+                if bad[j]:
+                    out[row] = 0
+                    failed.append(row)
+                else:
+                    out[row] = torch.multinomial(probs[j : j + 1], 1, generator=self.generators[row])[0, 0]
+        return out, sorted(failed)
 
 
 def _penalise(logits: Tensor, config: GenerationConfig, history: Tensor | None) -> Tensor:
@@ -432,27 +514,54 @@ def _penalise(logits: Tensor, config: GenerationConfig, history: Tensor | None) 
     return logits.scatter(1, history, penalised)
 
 
-def _sample(logits: Tensor, config: GenerationConfig, generator: torch.Generator, history: Tensor | None) -> Tensor:
-    """Next token per row from (B, V) logits: repetition penalty, temperature, top-k, top-p."""
+def _finite(logits: Tensor) -> Tensor:
+    """NaN becomes -inf (never chosen) and +inf the largest float, so a softmax stays defined.
+
+    Extreme settings (a repetition penalty of 1e-300, a tiny temperature) overflow to +inf, and two
+    +inf in a row would make the softmax NaN; as the largest float they tie instead.
+    """
+    return torch.nan_to_num(logits, nan=float("-inf"), posinf=torch.finfo(logits.dtype).max, neginf=float("-inf"))
+
+
+def _unusable(probs: Tensor) -> Tensor:
+    """(B,) bool: rows that are no probability distribution (NaN, inf or all zero)."""
+    return ~torch.isfinite(probs).all(dim=-1) | ~(probs.sum(dim=-1) > 0)
+
+
+def _greedy(logits: Tensor, config: GenerationConfig, history: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(argmax token per row, rows without a single finite logit)."""
+    scores = _finite(_penalise(logits, config, history))
+    return scores.argmax(dim=-1), ~(scores > float("-inf")).any(dim=-1)
+
+
+def _sample(logits: Tensor, config: GenerationConfig, generator: torch.Generator,
+            history: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(next token per row, unusable rows) from (B, V) logits: penalty, temperature, top-k, top-p."""
     probs = _probs(logits, config, history)
     if probs is None:
-        return _penalise(logits, config, history).argmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        return _greedy(logits, config, history)
+    bad = _unusable(probs)
+    if bad.any():  # a placeholder distribution, so the other rows still sample (the caller ends these)
+        probs = probs.clone()
+        probs[bad] = 0.0
+        probs[bad, 0] = 1.0
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1), bad
 
 
 def _probs(logits: Tensor, config: GenerationConfig, history: Tensor | None) -> Tensor | None:
     """Sampling distribution per row after penalty, temperature, top-k and top-p; None when greedy."""
-    if config.temperature == 0:
+    if config.greedy:
         return None
     logits = _penalise(logits, config, history)
-    logits = logits / config.temperature
+    logits = _finite(logits / config.temperature)
     if config.top_k and config.top_k < logits.shape[-1]:
         kth = torch.topk(logits, config.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if config.top_p < 1.0:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        drop = cumulative - sorted_logits.softmax(dim=-1) >= config.top_p  # keep the token crossing top_p
+        sorted_probs = sorted_logits.softmax(dim=-1)
+        drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= config.top_p  # keep the token crossing top_p
+        drop[:, 0] = False  # and always the most likely one (a top_p that rounds to 0 in float32 kept none)
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
     return logits.softmax(dim=-1)

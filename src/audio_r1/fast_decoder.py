@@ -30,13 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import CacheCapacityError
+
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
 # RoPE variants whose inverse frequencies are fixed at init (no position-dependent update).
 STATIC_ROPE_TYPES = ("default", "linear", "llama3")
-
-
-class CacheCapacityError(RuntimeError):
-    """More tokens were fed than the capacity given to `FastDecoder.start`."""
 
 
 # ------------------------------------------------------------------------------------------ support

@@ -22,12 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import AdaptorConfig, AudioEncoderConfig, AudioR1Config
+from .errors import AudioPromptMismatchError
 
 MASKED = -1e9  # additive attention bias for keys past a chunk's valid length
-
-
-class AudioPromptMismatchError(ValueError):
-    """The number of `<audio_patch>` tokens in a prompt differs from what the audio produces."""
 
 
 class MultiHeadAttention(nn.Module):
@@ -172,7 +169,10 @@ class AudioBatch:
 
 def build_decoder(text_config: dict) -> nn.Module:
     """Any `transformers` causal LM from its config dict (weights randomly initialised)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import (  # transformers: slow to import, only this path needs it
+        AutoConfig,
+        AutoModelForCausalLM,
+    )
 
     settings = dict(text_config)
     model_type = settings.pop("model_type")

@@ -11,17 +11,18 @@ import warnings
 
 import torch
 from torch import nn
+from torch.ao.quantization import quantize_dynamic
 
+from .errors import ConfigError
 from .modeling import AudioR1ForCausalLM
 
 
 def quantize_int8(model: AudioR1ForCausalLM) -> AudioR1ForCausalLM:
     """Quantise the decoder's `nn.Linear` layers to int8 in place (CPU only); returns the model."""
     if model.device.type != "cpu":
-        raise ValueError("int8 weights are a CPU feature; keep the model in bf16/fp16 on an accelerator")
+        raise ConfigError("int8 weights are a CPU feature; keep the model in bf16/fp16 on an accelerator")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao deprecation notices
-        from torch.ao.quantization import quantize_dynamic
 
         model.language_model = quantize_dynamic(
             model.language_model.float(), {nn.Linear}, dtype=torch.qint8, inplace=False

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import AUDIO_END, AUDIO_PATCH, AUDIO_START, THINK_CLOSE, THINK_OPEN
+from .errors import TokenizerError
 
 STEP_BOT = "<|BOT|>"
 STEP_EOT = "<|EOT|>"
@@ -19,10 +20,6 @@ CHATML_END = "<|im_end|>"
 AUDIO_AND_THINK_TOKENS = [AUDIO_START, AUDIO_END, AUDIO_PATCH, THINK_OPEN, THINK_CLOSE]
 STEP_SPECIAL_TOKENS = [STEP_EOT, STEP_BOT, *AUDIO_AND_THINK_TOKENS]
 CHATML_SPECIAL_TOKENS = [CHATML_START, CHATML_END, *AUDIO_AND_THINK_TOKENS]
-
-
-class TokenizerError(ValueError):
-    """A tokenizer lacks a token the chat format needs."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +58,13 @@ def build_byte_tokenizer(chat_format: str = "step"):
 
     Used by the `tiny` preset and by tests: no files, no downloads, every string encodable.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import (  # tokenizers/transformers: slow to import, only this path needs it
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+    )
+    from transformers import PreTrainedTokenizerFast  # transformers: slow to import, only this path needs it
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     vocab = {symbol: index for index, symbol in enumerate(sorted(alphabet))}

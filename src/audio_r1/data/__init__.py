@@ -3,7 +3,6 @@
 * :mod:`~audio_r1.data.manifest`: the :class:`Item` schema and JSONL manifests.
 * :mod:`~audio_r1.data.suite`: the deterministic generator (``generate_suite``, CLI ``main``).
 * :mod:`~audio_r1.data.traces`: cold-start reasoning traces and SFT records.
-* :mod:`~audio_r1.data.answers`: answer normalisation and scoring.
 
 Names are imported lazily so that ``python -m audio_r1.data.suite`` does not import the module twice.
 """
@@ -14,26 +13,21 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from audio_r1.data.answers import is_correct, normalise_answer
     from audio_r1.data.manifest import Item, ManifestError, read_manifest, write_manifest
     from audio_r1.data.suite import generate_suite
-    from audio_r1.data.traces import build_sft_examples, make_trace, prompt_text
+    from audio_r1.data.traces import build_sft_examples, make_trace
 
 _LAZY = {
-    "is_correct": "answers", "normalise_answer": "answers",
     "Item": "manifest", "ManifestError": "manifest", "read_manifest": "manifest", "write_manifest": "manifest",
     "generate_suite": "suite",
-    "build_sft_examples": "traces", "make_trace": "traces", "prompt_text": "traces",
+    "build_sft_examples": "traces", "make_trace": "traces",
 }
 __all__ = [
     "Item",
     "ManifestError",
     "build_sft_examples",
     "generate_suite",
-    "is_correct",
     "make_trace",
-    "normalise_answer",
-    "prompt_text",
     "read_manifest",
     "write_manifest",
 ]

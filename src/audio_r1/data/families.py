@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from audio_r1.data.acoustics import estimate_f0
-from audio_r1.data.answers import number_to_words
 from audio_r1.data.synth import (
     SAMPLE_RATE,
     TIMBRES,
@@ -37,6 +36,7 @@ from audio_r1.data.synth import (
     white_noise,
 )
 from audio_r1.data.voices import VoicePool
+from audio_r1.scoring.answers import number_to_words
 
 MAX_SECONDS = 6.0
 MIN_SECONDS = 1.0

@@ -16,14 +16,15 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from audio_r1.data.answers import normalise_answer, normalise_number
+from audio_r1.errors import AudioR1Error
 from audio_r1.files import write_text_atomic
+from audio_r1.scoring.answers import normalise_answer, normalise_number
 
 SPLITS = ("train", "dev", "test")
 ANSWER_TYPES = ("choice", "number", "text")
 
 
-class ManifestError(ValueError):
+class ManifestError(AudioR1Error, ValueError):
     """A manifest line is invalid; ``line`` is 1-based and ``field`` is None for whole-line problems."""
 
     def __init__(self, path: str | os.PathLike, line: int, field: str | None, reason: str):

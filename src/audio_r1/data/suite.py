@@ -22,11 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from tqdm import tqdm
 
 from audio_r1.data.families import FAMILIES, Sample
 from audio_r1.data.manifest import SPLITS, Item, write_manifest
 from audio_r1.data.synth import SAMPLE_RATE, espeak_path
 from audio_r1.data.voices import VoicePool
+
+from ..errors import ConfigError
 
 DEFAULT_SIZES = {"train": 2000, "dev": 200, "test": 400}
 SILENT_FAMILIES = frozenset({"pitch_compare", "count_events", "duration_compare", "tempo", "rhythm",
@@ -97,15 +100,15 @@ def _run(jobs: list[Job], workers: int) -> Iterator[Item]:
 
 def _check_args(seed: int, sizes: Mapping[str, int], families: Sequence[str]) -> None:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        raise ConfigError(f"seed must be a non-negative int, got {seed!r}")
     for split, n in sizes.items():
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected some of {', '.join(SPLITS)}")
+            raise ConfigError(f"unknown split {split!r}; expected some of {', '.join(SPLITS)}")
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"size of split {split!r} must be a non-negative int, got {n!r}")
+            raise ConfigError(f"size of split {split!r} must be a non-negative int, got {n!r}")
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:
-        raise ValueError(f"unknown families {unknown or '(none given)'}; known: {', '.join(FAMILIES)}")
+        raise ConfigError(f"unknown families {unknown or '(none given)'}; known: {', '.join(FAMILIES)}")
     if any(f not in SILENT_FAMILIES for f in families):
         espeak_path()  # fail before any work when speech is needed and espeak-ng is missing
 
@@ -137,8 +140,6 @@ def generate_suite(out_dir: str | Path, seed: int = 0, sizes: Mapping[str, int] 
             for split, n in sizes.items()}
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=sum(sizes.values()), unit="item", desc="generating")
     manifests = {}
     try:

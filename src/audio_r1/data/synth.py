@@ -15,13 +15,15 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from ..errors import AudioR1Error
+
 SAMPLE_RATE = 16000
 FADE_S = 0.01  # raised-cosine ramps on tones: no clicks at the edges, no smearing of the pitch
 TIMBRES = ("sine", "square", "harmonic")
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
-class EspeakError(RuntimeError):
+class EspeakError(AudioR1Error, RuntimeError):
     """espeak-ng is missing or failed to synthesise a phrase."""
 
 

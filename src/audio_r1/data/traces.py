@@ -6,44 +6,26 @@ within 3% for frequencies, 5% for tempi and durations, 2 dB for levels, exact fo
 ``surrogate=True`` it instead reasons from the words spoken or from a vague impression, citing no
 measurement; on surrogate traps this reasoning believes the words and reaches the wrong answer.
 
-``build_sft_examples`` mixes grounded, surrogate and empty-think traces into SFT records, and
-``prompt_text`` is the one place the user prompt is built, so training and evaluation agree.
+``build_sft_examples`` mixes grounded, surrogate and empty-think traces into SFT records; their
+``prompt`` is ``processing.item_question(item)``, the one way a question is written, so training and
+evaluation ask alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from audio_r1.data.answers import LETTERS, is_correct, number_to_words
 from audio_r1.data.manifest import Item
+from audio_r1.processing import item_question
+from audio_r1.scoring.answers import is_correct, number_to_words
+
+from ..errors import ConfigError
 
 ORDINALS = ("first", "second")
-INSTRUCTIONS = {
-    "choice": "Answer with the option text.",
-    "number": "Answer with a number.",
-    "text": "Answer with a single word.",
-}
-
-
-# ------------------------------------------------------------------------------------------------ prompts
-
-
-def prompt_text(item: Item | Mapping[str, Any]) -> str:
-    """The user prompt: the question, lettered options (if any) and how to answer.
-
-    Accepts an :class:`Item` or a mapping with ``question``, ``choices`` and ``answer_type`` (an SFT record).
-    """
-    get = item.get if isinstance(item, Mapping) else lambda k: getattr(item, k)
-    choices = get("choices")
-    lines = [get("question").strip()]
-    if choices:
-        lines += [f"{LETTERS[i]}. {c}" for i, c in enumerate(choices)]
-    lines.append(INSTRUCTIONS[get("answer_type") or ("choice" if choices else "text")])
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------------ jittered values
@@ -476,13 +458,13 @@ def build_sft_examples(items: Iterable[Item], surrogate_share: float = 0.1, empt
     """SFT records, one per item: grounded reasoning, or surrogate, or an empty think block.
 
     Each record has ``id``, ``audio`` (relative, or joined to ``audio_root``), ``question``, ``choices``,
-    ``answer_type``, ``prompt`` (= :func:`prompt_text`), ``reasoning``, ``answer_text`` (what follows
+    ``answer_type``, ``prompt`` (= ``processing.item_question``), ``reasoning``, ``answer_text`` (what follows
     ``</think>``: the option text or the open answer), ``surrogate`` and ``correct`` (False only for surrogate
     traps, whose reasoning follows the words to the wrong answer). The mode of each item is drawn from
     ``(seed, item.seed)``, so it does not depend on the order of ``items``.
     """
     if not (0 <= surrogate_share and 0 <= empty_think_share and surrogate_share + empty_think_share <= 1):
-        raise ValueError("surrogate_share and empty_think_share must be >= 0 and sum to at most 1")
+        raise ConfigError("surrogate_share and empty_think_share must be >= 0 and sum to at most 1")
     records = []
     for item in items:
         rng = np.random.default_rng([seed, item.seed])
@@ -493,7 +475,7 @@ def build_sft_examples(items: Iterable[Item], surrogate_share: float = 0.1, empt
         audio = item.audio if audio_root is None or item.audio is None else str(Path(audio_root) / item.audio)
         records.append({
             "id": item.id, "audio": audio, "question": item.question, "choices": item.choices,
-            "answer_type": item.answer_type, "prompt": prompt_text(item), "reasoning": reasoning,
+            "answer_type": item.answer_type, "prompt": item_question(item), "reasoning": reasoning,
             "answer_text": answer_text, "surrogate": surrogate, "correct": is_correct(item, answer_text),
         })
     return records

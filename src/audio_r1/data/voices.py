@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ConfigError
+
 SPLITS = ("train", "dev", "test")
 
 ACCENTS: dict[str, tuple[str, ...]] = {
@@ -50,7 +52,7 @@ class VoicePool:
     def for_split(cls, split: str) -> VoicePool:
         """The fixed pool of ``split`` ("train", "dev" or "test")."""
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+            raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
         return cls(ACCENTS[split], HIGH_VARIANTS[split], LOW_VARIANTS[split])
 
     def pick(self, rng: np.random.Generator, register: str | None = None) -> str:

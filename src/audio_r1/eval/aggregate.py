@@ -3,6 +3,8 @@
 Accuracies (match and judged benchmarks) carry Wilson intervals; WildSpeech's mean score carries a
 t interval and is reported x10, as published. Two columns everywhere: `official` (the official
 scorer's denominator and quirks) and `strict` (every item counts; unparseable or missing = wrong).
+A benchmark may add separately named columns that are not official (MMAU's `letter_aware`): they
+appear under `variants` in results.json and as their own, named columns in the markdown.
 """
 
 from __future__ import annotations
@@ -32,6 +34,19 @@ class ItemScore:
     judge_invalid: int = 0
     judge_errors: int = 0
     run_values: list[float | None] = field(default_factory=list)
+    variants: dict[str, float] = field(default_factory=dict)  # name -> value of a non-official column
+
+
+OFFICIAL_NOTE = "the official scorer: its rule, its denominator and its quirks"
+STRICT_NOTE = "the official rule with every item counted: unparseable or missing answers are wrong"
+SCORE_TEXT_NOTES = {"answer": "the answer after </think>",
+                    "raw": "the whole reply, think block included, as the official scripts are handed it"}
+_EMPTY = {"n": 0, "value": None, "low": None, "high": None}
+
+
+def column_notes(bench: Any) -> dict[str, str]:
+    """What each reported column is: official, strict, then the benchmark's own named variants."""
+    return {"official": OFFICIAL_NOTE, "strict": STRICT_NOTE, **getattr(bench, "variant_notes", {})}
 
 
 def summary(values: Sequence[float], mean_score: bool) -> dict[str, Any]:
@@ -47,10 +62,20 @@ def summary(values: Sequence[float], mean_score: bool) -> dict[str, Any]:
     return {"n": n, "value": total / n, "low": low, "high": high}
 
 
+def _variant_names(scores: Sequence[ItemScore]) -> list[str]:
+    return sorted({name for s in scores for name in s.variants})
+
+
 def _pair(scores: Sequence[ItemScore], mean_score: bool) -> dict[str, Any]:
-    return {"n": len(scores),
-            "official": summary([s.official for s in scores if s.official is not None], mean_score),
-            "strict": summary([s.strict for s in scores if s.strict is not None], mean_score)}
+    """n, official and strict summaries, plus `variants` (each named column's summary) when there are any."""
+    cell: dict[str, Any] = {"n": len(scores),
+                            "official": summary([s.official for s in scores if s.official is not None], mean_score),
+                            "strict": summary([s.strict for s in scores if s.strict is not None], mean_score)}
+    names = _variant_names(scores)
+    if names:
+        cell["variants"] = {name: summary([s.variants[name] for s in scores if name in s.variants], mean_score)
+                            for name in names}
+    return cell
 
 
 def budget_summary(scores: Sequence[ItemScore], mean_score: bool) -> dict[str, Any]:
@@ -135,19 +160,22 @@ def to_markdown(result: dict[str, Any]) -> str:
                                                                  else ""))
     if result.get("note"):
         lines.append(f"- note: {result['note']}")
-    lines.append(f"- metric: {metric}; official = the official scorer (its denominator and quirks), strict = every "
-                 "item counts, unparseable or missing answers are wrong; 95% intervals "
-                 + ("(t)" if mean_score else "(Wilson)"))
+    if result.get("score_text"):
+        lines.append(f"- scored text: {SCORE_TEXT_NOTES.get(result['score_text'], result['score_text'])} "
+                     f"(--score-text {result['score_text']})")
+    notes = result.get("columns") or {"official": OFFICIAL_NOTE, "strict": STRICT_NOTE}
+    lines.append(f"- metric: {metric}; " + "; ".join(f"{name} = {note}" for name, note in notes.items())
+                 + "; 95% intervals " + ("(t)" if mean_score else "(Wilson)"))
     for budget in result["budgets"]:
-        lines += ["", f"## Thinking budget: {budget['label']}", "",
-                  "| | n | official | 95% CI | strict | 95% CI |", "|---|---|---|---|---|---|"]
-        lines.append(_row("**overall**", budget, mean_score))
+        names = list(budget.get("variants", {}))
+        lines += ["", f"## Thinking budget: {budget['label']}", "", _header("", names), _rule(names)]
+        lines.append(_row("**overall**", budget, mean_score, names))
         counts = budget["counts"]
         lines += ["", ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items())
                   + f"; mean think tokens {budget['mean_think_tokens']:.0f}", ""]
         for key, groups in budget["breakdowns"].items():
-            lines += [f"| {key} | n | official | 95% CI | strict | 95% CI |", "|---|---|---|---|---|---|"]
-            lines += [_row(g["group"], g, mean_score) for g in groups]
+            lines += [_header(key, names), _rule(names)]
+            lines += [_row(g["group"], g, mean_score, names) for g in groups]
             lines.append("")
     scaling = result.get("scaling")
     if scaling:
@@ -170,7 +198,17 @@ def to_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _row(name: str, cell: dict[str, Any], mean_score: bool) -> str:
-    official, official_ci = _fmt(cell["official"], mean_score)
-    strict, strict_ci = _fmt(cell["strict"], mean_score)
-    return f"| {name} | {cell['n']} | {official} | {official_ci} | {strict} | {strict_ci} |"
+def _header(first: str, variants: Sequence[str]) -> str:
+    """The table header: official and strict, then each named variant column (e.g. letter_aware)."""
+    columns = ["official", "strict", *variants]
+    return f"|{f' {first} ' if first else ' '}| n | " + " | ".join(f"{c} | 95% CI" for c in columns) + " |"
+
+
+def _rule(variants: Sequence[str]) -> str:
+    return "|---|---|" + "---|---|" * (2 + len(variants))
+
+
+def _row(name: str, cell: dict[str, Any], mean_score: bool, variants: Sequence[str] = ()) -> str:
+    cells = [cell["official"], cell["strict"], *(cell.get("variants", {}).get(v, _EMPTY) for v in variants)]
+    values = " | ".join(" | ".join(_fmt(c, mean_score)) for c in cells)
+    return f"| {name} | {cell['n']} | {values} |"

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..data.answers import words_to_number
+from ..scoring.answers import words_to_number
 from .base import JUDGE_BINARY, BenchItem, Benchmark, Extraction, Loaded
 from .records import DataFiles, claim_id, find_table, read_table, require, resolve_audio, sha256_file
 

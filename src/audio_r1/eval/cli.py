@@ -49,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser, suite: bool = False) -> None:
     parser.add_argument("--run-dir", default=None, help="caches and results (default: runs/eval/<bench>-<model>)")
     parser.add_argument("--fresh", action="store_true", help="discard the run directory's caches first")
     parser.add_argument("--limit", type=int, default=None, help="only the first N items")
+    parser.add_argument("--score-text", choices=("answer", "raw"), default="answer",
+                        help="what the scorers read: 'answer' (default) the answer after </think>; 'raw' the whole "
+                             "reply, think block included, as the official scripts of mmau, mmsu and spoken-mqa "
+                             "are handed it. Recorded in run.json: a run directory is never resumed in the other mode")
     parser.add_argument("--out", default=None, help="also write the results JSON here"
                         + (" (the suite report format)" if suite else ""))
     parser.add_argument("--max-new-tokens", type=int, default=SUITE_DEFAULT_TOKENS if suite else None,
@@ -75,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser, suite: bool = False) -> None:
 
 
 def _budgets(args: argparse.Namespace) -> list[int | None]:
-    from .scaling import parse_budgets
+    from .scaling import parse_budgets  # lazy: a fast start
 
     if args.think_budgets:
         return parse_budgets(args.think_budgets)
@@ -98,9 +102,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .inference import EndpointBackend, GenSettings, LocalBackend
-    from .judge import JudgeConfig
-    from .runner import RunOptions, run_eval
+    from .inference import EndpointBackend, GenSettings, LocalBackend  # lazy: a fast start
+    from .judge import JudgeConfig  # lazy: a fast start
+    from .runner import RunOptions, run_eval  # lazy: a fast start
 
     if not args.model and not args.endpoint:
         raise EvalError("give --model NAME|PATH or --endpoint URL")
@@ -109,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
                                   api_key=args.api_key or os.environ.get(ENV_ENDPOINT_KEY), workers=args.workers)
         label = args.endpoint_model
     else:
-        from ..api import AudioR1
+        from ..api import AudioR1  # the model stack (torch) loads only for local runs
 
         model = AudioR1.from_pretrained(args.model, quantize="int8" if args.int8 else None,
                                         progress=not args.no_progress)
@@ -125,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs/eval") / f"{args.bench}-{_tag(label)}"
     options = RunOptions(bench=args.bench, data=Path(args.data), run_dir=run_dir, settings=settings,
                          budgets=_budgets(args), limit=args.limit, judge=judge, progress=not args.no_progress,
-                         fresh=args.fresh, model_label=label)
+                         fresh=args.fresh, model_label=label, score_text=args.score_text)
     run = run_eval(backend, options)
     if args.bench == "suite":
         _print_suite(run, args, settings)
@@ -140,9 +144,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_suite(run, args: argparse.Namespace, settings) -> None:
     """The suite's family table (accuracy, chance, grounding) per budget, and its JSON report with --out."""
-    from .inference import record_key
-    from .suite import write_report
-    from .suite_bench import suite_report
+    from .inference import record_key  # lazy: a fast start
+    from .suite import write_report  # lazy: a fast start
+    from .suite_bench import suite_report  # lazy: a fast start
 
     for budget_result in run.results["budgets"]:
         budget = budget_result["budget"]

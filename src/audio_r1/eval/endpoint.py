@@ -23,6 +23,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+import soundfile as sf
+
 from .errors import EndpointError
 from .records import AudioRef
 
@@ -35,7 +38,7 @@ EMPTY_THINK_PREFILL = "<think>\n\n</think>\n"
 
 def load_ref(ref: AudioRef):
     """A 16 kHz mono float32 waveform from a path, encoded bytes or a (samples, rate) pair."""
-    from ..audio import load_audio
+    from ..audio import load_audio  # the audio stack (torch) loads only when a clip is read
 
     if isinstance(ref, tuple):
         samples, rate = ref
@@ -45,9 +48,7 @@ def load_ref(ref: AudioRef):
 
 def wav_chunks_base64(ref: AudioRef, chunk_seconds: float = CHUNK_SECONDS) -> list[str]:
     """The audio as base64 16-bit WAV chunks of at most `chunk_seconds` (16 kHz mono)."""
-    import soundfile as sf
-
-    from ..audio import SAMPLE_RATE, split_audio
+    from ..audio import SAMPLE_RATE, split_audio  # the audio stack (torch) loads only when a clip is read
 
     chunks = []
     for chunk in split_audio(load_ref(ref), chunk_seconds):
@@ -110,16 +111,12 @@ class EndpointClient:
     """POSTs chat-completions requests with retries (connection errors, 429 and 5xx)."""
 
     def __init__(self, url: str, api_key: str | None = None, timeout_s: float = 600.0, retries: int = 3):
-        import httpx
-
         self.url = chat_url(url)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(timeout=timeout_s, headers=headers)
         self.retries = retries
 
     def complete(self, body: dict[str, Any]) -> Completion:
-        import httpx
-
         last = ""
         for attempt in range(self.retries + 1):
             try:
@@ -147,7 +144,7 @@ def _parse(data: Any, url: str) -> Completion:
         content = message.get("content") or ""
     except (KeyError, IndexError, TypeError):
         raise EndpointError(f"{url}: not a chat-completions response: {str(data)[:300]}") from None
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    reasoning = message.get("reasoning") or message.get("reasoning_content")
     if reasoning and "</think>" not in content:  # a server-side reasoning parser split the reply for us
         content = f"{reasoning}\n</think>\n{content}"
     content = content.removesuffix("<|EOT|>")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+from ..errors import AudioR1Error
 
-class EvalError(Exception):
+
+class EvalError(AudioR1Error):
     """Base class: anything the `audio-r1 eval` command reports as a clear one-line error."""
 
 

@@ -21,6 +21,7 @@ import soundfile as sf
 
 from ..data.synth import SAMPLE_RATE, beep, concat, silence, speak, tone, white_noise
 from ..data.voices import VoicePool
+from .spoken_mqa import SPLITS
 
 BENCHES = ("mmau", "mmsu", "bigbench-audio", "spoken-mqa", "wildspeech", "suite")
 NUMBER_WORDS = "zero one two three four five six seven eight nine ten".split()
@@ -45,7 +46,7 @@ def _write_wav(path: Path, audio: np.ndarray) -> None:
 
 def _write_mp3(path: Path, audio: np.ndarray) -> None:
     """MP3 through PyAV's bundled LAME encoder (Big Bench Audio ships mp3)."""
-    import av
+    import av  # PyAV: only the m4a fixture needs it
 
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp3") as container:
@@ -190,8 +191,6 @@ def _mqa_item(split: str, rng: np.random.Generator) -> tuple[str, str]:
 
 def make_spoken_mqa(root: Path, n: int = 2, seed: int = 0) -> Path:
     """One `<split>.jsonl` per split with `context` (audio path), `instruction`/`answer` {"text": ...}."""
-    from .spoken_mqa import SPLITS
-
     rng = np.random.default_rng(seed)
     for split in SPLITS:
         rows = []
@@ -235,7 +234,7 @@ def make_wildspeech(root: Path, n: int = 5, seed: int = 0) -> Path:
 
 def make_suite(root: Path, n: int = 14, seed: int = 1) -> Path:
     """A small acoustic suite test split; returns the manifest path."""
-    from ..data.suite import generate_suite
+    from ..data.suite import generate_suite  # the suite generator (espeak-ng) only for its fixture
 
     return generate_suite(root, seed=seed, sizes={"train": 0, "dev": 0, "test": n})["test"]
 

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..chat import parse_reasoning
+from ..errors import AudioR1Error
 from .base import BenchItem
 from .endpoint import EndpointClient, build_request
 from .errors import EndpointError
+from .records import sha256_file
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -65,24 +67,14 @@ def make_record(item: BenchItem, budget: int | None, *, text: str | None, thinki
 
 
 def build_local_prompt(model, parts: Sequence[tuple[str, Any]], system: str | None, think: bool):
-    """Tokenised prompt with the parts in the benchmark's order (text before audio where it says so)."""
-    from ..audio import prepare_audio
-    from ..chat import DEFAULT_SYSTEM_PROMPT, AudioPart, Message, TextPart, render
-    from ..engine import Prompt
-    from .endpoint import load_ref
+    """The engine prompt of one item, its parts in the benchmark's order (text before audio where it says so)."""
+    from ..processing import AudioClip, Turn  # the model stack (torch) loads only for local inference
+    from .endpoint import load_ref  # the model stack (torch) loads only for local inference
 
-    content: list = []
-    chunks = []
-    for kind, value in parts:
-        if kind == "text":
-            content.append(TextPart(value))
-            continue
-        features = prepare_audio(load_ref(value), model.config.encoder.n_mels, model.config.chunk_seconds)
-        chunks.extend(features)
-        content.append(AudioPart([model.config.num_audio_patches(f.valid_frames) for f in features]))
-    messages = [Message("system", DEFAULT_SYSTEM_PROMPT if system is None else system), Message("user", content)]
-    text = render(messages, model.template, add_generation_prompt=True, think=think)
-    return Prompt(model.tokenizer.encode(text, add_special_tokens=False), chunks, thinking=think)
+    content = [value if kind == "text" else AudioClip(load_ref(value), f"parts[{i}]")
+               for i, (kind, value) in enumerate(parts)]
+    turns = [Turn("system", system), Turn("user", content)] if system is not None else [Turn("user", content)]
+    return model.processor.prompt(turns, think=think)
 
 
 class LocalBackend:
@@ -100,7 +92,7 @@ class LocalBackend:
 
     def run(self, items: Sequence[BenchItem], budget: int | None, settings: GenSettings, emit: Emit,
             advance: Callable[[int], None]) -> None:
-        from ..engine import GenerationConfig
+        from ..engine import GenerationConfig  # the model stack (torch) loads only for local inference
 
         think = budget != 0
         config = GenerationConfig(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
@@ -114,7 +106,7 @@ class LocalBackend:
                 try:
                     prompts.append(build_local_prompt(self.model, item.parts, settings.system, think))
                     ready.append(item)
-                except ValueError as error:  # AudioError is a ValueError: record it, keep going
+                except AudioR1Error as error:  # unreadable or too short audio: record it, keep going
                     failed.append((item, str(error)))
             results = self.model.engine.generate(prompts, config) if prompts else []
             seconds = (time.perf_counter() - began) / max(len(batch), 1)
@@ -191,14 +183,12 @@ class EndpointBackend:
 
 def model_fingerprint(name: str) -> str:
     """Cheap identity of local weights, so a run directory never mixes replies of two models."""
-    from ..train.default_model import bundled_delta
+    from ..pretrained import bundled_delta  # the model stack (torch) loads only for local inference
 
     digest = hashlib.sha256(name.encode())
     if name == "smol":
         delta = bundled_delta()
         if delta is not None:
-            from .records import sha256_file
-
             digest.update(sha256_file(delta).encode())
     elif Path(name).is_dir():
         for path in sorted(p for p in Path(name).rglob("*") if p.is_file()):

@@ -62,7 +62,7 @@ class Judge:
     def __init__(self, config: JudgeConfig):
         if not config.configured:
             raise JudgeError(f"no judge model: pass --judge-model or set {ENV_MODEL} (and {ENV_BASE_URL})")
-        from openai import OpenAI
+        from openai import OpenAI  # openai: optional, only the judge needs it
 
         self.config = config
         self.client = OpenAI(base_url=config.base_url, api_key=config.api_key or "EMPTY", timeout=config.timeout_s,

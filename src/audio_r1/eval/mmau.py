@@ -3,11 +3,13 @@
 Layout: `mmau-test-mini.json` (a JSON list) beside `test-mini-audios/<id>.wav`; each item has `id`,
 `audio_id`, `question`, `choices`, `answer` (the option text), `task`, `difficulty`, `sub-category`.
 
-Scoring is the official `evaluation.py` `string_match`: correct iff every word token of the answer is
-in the prediction and no token unique to another option is. Quirks kept: a bare letter ("B") fails,
-so the harness first maps a letter answer ("B", "(B)", "B.", "B. text") to its option text; the
-official script skips items without `model_output` (here: items whose inference failed) instead of
-counting them wrong; the strict score counts them wrong.
+The official column is exactly the official `evaluation.py`: `string_match(answer, model_output,
+choices)` on the text it is given, so a bare letter ("A", "(A)") fails and "(C) Cm7b5" fails when
+another option has the token "c"; items without `model_output` (here: failed inference) are skipped.
+The strict column is the same rule with failed inference counted wrong. A third, separately named
+column, `letter_aware`, is *not* official: it first maps a leading option letter ("B", "(B)", "B.",
+"B. text") to its option text, unless the reply already names an option ("D" among note names),
+then applies the same rule with every item counted.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..config import LETTERS
 from .base import BenchItem, Benchmark, Extraction, Loaded
 from .errors import BenchmarkDataError
 from .records import DataFiles, claim_id, find_table, read_table, require, resolve_audio, sha256_file
@@ -22,7 +25,7 @@ from .records import DataFiles, claim_id, find_table, read_table, require, resol
 # The multiple-choice instruction of Step-Audio-R1's MMAU/MMSU prompts (text first, then the audio).
 CHOICE_INSTRUCTION = ("Please choose the answer from the following options, do not provide any additional "
                       "explanations or content: ")
-LETTERS = "ABCDEFGHIJ"
+
 _WORD = re.compile(r"\b\w+\b")
 _LETTER_ANSWER = re.compile(r"^\s*(?:\(([A-J])\)|([A-J])(?:[.:)]|(?=\s*$)))\s*(.*)$", re.DOTALL)
 
@@ -66,10 +69,26 @@ def letter_to_text(answer: str, choices: list[str]) -> str:
     return rest if rest else choices[index]
 
 
+def names_an_option(answer: str, choices: list[str]) -> bool:
+    """Whether the reply's word tokens are exactly one option's ("D" when an option is the note D)."""
+    tokens = _tokens(answer)
+    return bool(tokens) and any(_tokens(choice) == tokens for choice in choices)
+
+
+def letter_aware_text(answer: str, choices: list[str]) -> str:
+    """What the `letter_aware` column compares: the reply itself when it names an option, else the
+    reply with a leading option letter mapped to its text (`letter_to_text`)."""
+    answer = answer.strip()
+    return answer if names_an_option(answer, choices) else letter_to_text(answer, choices)
+
+
 class MMAU(Benchmark):
     name = "mmau"
     title = "MMAU test-mini"
     layout = "mmau-test-mini.json beside test-mini-audios/*.wav"
+    official_script = True
+    variant_notes = {"letter_aware": "not official: MMAU's rule after mapping a leading option letter "
+                                     "(\"B\", \"(B)\", \"B. text\") to its option text; every item counts"}
 
     def load(self, data: Path, limit: int | None = None) -> Loaded:
         table = find_table(data, ["mmau-test-mini.json", "mmau-test-mini.jsonl"])
@@ -96,8 +115,11 @@ class MMAU(Benchmark):
         return Loaded(items, files, table)
 
     def extract(self, item: BenchItem, answer: str | None) -> Extraction:
+        """Official = `string_match` on the reply as given (None: skipped, as without `model_output`)."""
+        choices = item.fields["choices"]
         if answer is None:  # no model_output: the official script skips the item
-            return Extraction(None, False, official=None, strict=False)
-        prediction = letter_to_text(answer.strip(), item.fields["choices"])
-        correct = string_match(item.reference, prediction, item.fields["choices"])
-        return Extraction(prediction, bool(_tokens(prediction)), official=correct, strict=correct)
+            return Extraction(None, False, official=None, strict=False, variants={"letter_aware": False})
+        correct = string_match(item.reference, answer, choices)  # the reply as given
+        letter_aware = string_match(item.reference, letter_aware_text(answer, choices), choices)
+        return Extraction(answer, bool(_tokens(answer)), official=correct, strict=correct,
+                          variants={"letter_aware": letter_aware})

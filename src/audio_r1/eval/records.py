@@ -94,7 +94,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _read_parquet(path: Path) -> list[dict[str, Any]]:
     try:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # pyarrow: only parquet tables need it
     except ImportError:
         raise BenchmarkDataError(path, "reading Parquet needs pyarrow (pip install pyarrow), or convert the "
                                        "table to JSONL") from None
@@ -140,7 +140,7 @@ def resolve_audio(value: Any, roots: Iterable[Path], files: DataFiles, path: Pat
         if value.get("bytes"):
             return bytes(value["bytes"])
         if value.get("array") is not None and value.get("sampling_rate"):
-            import numpy as np
+            import numpy as np  # numpy: only decoded audio arrays need it
 
             return (np.asarray(value["array"], dtype=np.float32), int(value["sampling_rate"]))
         value = value.get("path")

@@ -8,7 +8,14 @@ A run directory (default `runs/eval/<bench>-<model>`) holds `run.json` (what the
 data hashes, model, settings), the stage caches `inference.jsonl`, `extraction.jsonl` and
 `judgement.jsonl` (one line per item, appended as it completes), and the results `results.json`,
 `results.md` and, for budget sweeps, `scaling.png`. A killed run resumes where it stopped; a run
-directory of a different model, data or settings is refused rather than mixed.
+directory of a different model, data or settings, or scored on other text (`score_text`), is refused
+rather than mixed.
+
+`score_text` picks what the scorers read: "answer" (default) the answer after `</think>`; "raw" the
+whole reply as the model returned it, think block included, which is what the official scripts of
+MMAU, MMSU and Spoken-MQA are handed. Extraction is recomputed on every run (it is cheap, and MMSU's
+and Spoken-MQA's official loops depend on the replies before an item); a record is appended to
+`extraction.jsonl` only when it changed.
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from ..files import write_text_atomic
-from .aggregate import ItemScore, budget_summary, scaling_summary, to_markdown
-from .base import JUDGE_BINARY, JUDGE_SCORE, MATCH, BenchItem, Benchmark, Loaded
+from . import bigbench_audio, wildspeech
+from .aggregate import ItemScore, budget_summary, column_notes, scaling_summary, to_markdown
+from .base import JUDGE_BINARY, JUDGE_SCORE, MATCH, BenchItem, Benchmark, Extraction, Loaded
 from .bigbench_audio import BigBenchAudio
 from .cache import StageCache
 from .errors import EvalError, JudgeError, RunDirError
@@ -39,9 +47,24 @@ from .wildspeech import WildSpeech
 BENCHMARKS: dict[str, type[Benchmark]] = {b.name: b for b in (MMAU, MMSU, BigBenchAudio, SpokenMQA, WildSpeech, Suite)}
 ALIASES = {"big-bench-audio": "bigbench-audio", "bba": "bigbench-audio", "spokenmqa": "spoken-mqa",
            "wildspeech-bench": "wildspeech", "mmau-test-mini": "mmau"}
-EXTRACT_VERSION = 1
+EXTRACT_VERSION = 2
+SCORE_TEXTS = ("answer", "raw")
+SCORE_TEXT_DEFAULT = "answer"  # what run.json files written before `score_text` existed were scored on
 STAGE_FILES = ("inference.jsonl", "extraction.jsonl", "judgement.jsonl", "results.json", "results.md",
                "scaling.png", "run.json")
+
+
+class ScoreTextMismatchError(RunDirError):
+    """The run directory was scored on other text (`--score-text`) than this run asks for."""
+
+    def __init__(self, run_dir: Path, previous: str, requested: str):
+        self.run_dir, self.previous, self.requested = Path(run_dir), previous, requested
+        super().__init__(f"{run_dir} was scored with --score-text {previous}, this run asks for --score-text "
+                         f"{requested}; the two must not mix: pass --score-text {previous}, --fresh to discard "
+                         "the run, or another --run-dir")
+
+    def __reduce__(self):
+        return (type(self), (self.run_dir, self.previous, self.requested))
 
 
 def get_benchmark(name: str) -> Benchmark:
@@ -66,6 +89,7 @@ class RunOptions:
     progress: bool = True
     fresh: bool = False
     model_label: str = ""
+    score_text: str = SCORE_TEXT_DEFAULT  # "answer": after </think>; "raw": the whole reply (see module doc)
 
 
 @dataclass
@@ -82,6 +106,7 @@ class EvalRun:
 def run_eval(backend, options: RunOptions) -> EvalRun:
     """Run every stage that is not cached yet and write the results."""
     bench = get_benchmark(options.bench)
+    check_score_text(bench, options.score_text)
     loaded = bench.load(Path(options.data), options.limit)
     if not loaded.items:
         raise EvalError(f"{options.data}: no items to evaluate")
@@ -89,7 +114,7 @@ def run_eval(backend, options: RunOptions) -> EvalRun:
     _claim_run_dir(run_dir, bench, loaded, backend, options)
     budgets = sorted(options.budgets, key=budget_order)
     inference = _inference_stage(bench, loaded.items, backend, options, budgets, run_dir)
-    extraction = _extraction_stage(bench, loaded.items, budgets, inference, run_dir)
+    extraction = _extraction_stage(bench, loaded.items, budgets, inference, run_dir, options.score_text)
     judge_info, judgements = _judging_stage(bench, loaded.items, budgets, inference, extraction, options, run_dir)
     results = _aggregate(bench, loaded, backend, options, budgets, inference, extraction, judgements, judge_info,
                          run_dir)
@@ -99,6 +124,16 @@ def run_eval(backend, options: RunOptions) -> EvalRun:
     return EvalRun(results, markdown, run_dir, loaded.items, inference)
 
 
+def check_score_text(bench: Benchmark, score_text: str) -> None:
+    """`score_text` must be a known mode; "raw" only for benchmarks scored by an official script."""
+    if score_text not in SCORE_TEXTS:
+        raise EvalError(f"unknown score_text {score_text!r}; choose one of {', '.join(SCORE_TEXTS)}")
+    if score_text == "raw" and not bench.official_script:
+        scripted = ", ".join(name for name, b in BENCHMARKS.items() if b.official_script)
+        raise EvalError(f"--score-text raw applies to benchmarks scored by an official script ({scripted}); "
+                        f"{bench.name} is not")
+
+
 # ---------------------------------------------------------------------------------------- run directory
 
 
@@ -106,7 +141,7 @@ def _claim_run_dir(run_dir: Path, bench: Benchmark, loaded: Loaded, backend, opt
     """Write run.json, or check it matches; `fresh` discards what a previous run left."""
     tables = sorted([Path(path).name, digest] for path, digest in loaded.files.tables.items())  # path-independent
     identity = {"benchmark": bench.name, "data_tables": tables, "backend": backend.fingerprint(),
-                "settings": options.settings.describe()}
+                "settings": options.settings.describe(), "score_text": options.score_text}
     path = run_dir / "run.json"
     if options.fresh:
         for name in STAGE_FILES:
@@ -116,6 +151,10 @@ def _claim_run_dir(run_dir: Path, bench: Benchmark, loaded: Loaded, backend, opt
             previous = json.loads(path.read_text())
         except json.JSONDecodeError:
             previous = None
+        if isinstance(previous, dict):
+            previous.setdefault("score_text", SCORE_TEXT_DEFAULT)  # written before the option existed
+            if previous["score_text"] != options.score_text:
+                raise ScoreTextMismatchError(run_dir, str(previous["score_text"]), options.score_text)
         if previous != identity:
             differing = sorted(k for k in identity if not previous or previous.get(k) != identity[k])
             raise RunDirError(f"{run_dir} holds a run with a different {', '.join(differing) or 'identity'}; "
@@ -126,7 +165,7 @@ def _claim_run_dir(run_dir: Path, bench: Benchmark, loaded: Loaded, backend, opt
 
 
 def _bar(total: int, initial: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # tqdm: only a progress bar needs it
 
     return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, unit="item")
 
@@ -155,32 +194,41 @@ def _inference_stage(bench: Benchmark, items: Sequence[BenchItem], backend, opti
     return records
 
 
-def _answer_sha(record: dict[str, Any]) -> str:
-    answer = record.get("answer")
-    return hashlib.sha256(("\0error" if answer is None else answer).encode("utf-8")).hexdigest()[:16]
+def scored_text(reply: dict[str, Any], score_text: str) -> str | None:
+    """The text a scorer reads from one inference record: None when inference failed; else the answer
+    after `</think>` ("answer") or the whole reply as returned ("raw")."""
+    if reply.get("error"):
+        return None
+    return (reply.get("text") if score_text == "raw" else reply.get("answer")) or ""
+
+
+def _text_sha(text: str | None) -> str:
+    return hashlib.sha256(("\0error" if text is None else text).encode("utf-8")).hexdigest()[:16]
+
+
+def _extraction_record(key: str, text: str | None, extraction: Extraction, score_text: str) -> dict[str, Any]:
+    return {"key": key, "version": EXTRACT_VERSION, "score_text": score_text, "answer_sha": _text_sha(text),
+            "prediction": extraction.prediction, "parseable": extraction.parseable, "official": extraction.official,
+            "strict": extraction.strict, "variants": extraction.variants, "note": extraction.note,
+            "error": text is None}
 
 
 def _extraction_stage(bench: Benchmark, items: Sequence[BenchItem], budgets: Sequence[int | None],
-                      inference: dict[str, dict[str, Any]], run_dir: Path) -> dict[str, dict[str, Any]]:
+                      inference: dict[str, dict[str, Any]], run_dir: Path,
+                      score_text: str = SCORE_TEXT_DEFAULT) -> dict[str, dict[str, Any]]:
+    """Score every budget's replies in file order (`Benchmark.extract_run`); append changed records."""
     cache = StageCache(run_dir / "extraction.jsonl")
     records = cache.load()
     for budget in budgets:
-        for item in items:
-            key = record_key(item.id, budget)
-            reply = inference.get(key)
-            if reply is None:
-                continue
-            sha = _answer_sha(reply)
-            cached = records.get(key)
-            if cached and cached.get("version") == EXTRACT_VERSION and cached.get("answer_sha") == sha:
-                continue
-            answer = None if reply.get("error") else (reply.get("answer") or "")
-            extraction = bench.extract(item, answer)
-            record = {"key": key, "version": EXTRACT_VERSION, "answer_sha": sha, "prediction": extraction.prediction,
-                      "parseable": extraction.parseable, "official": extraction.official, "strict": extraction.strict,
-                      "error": answer is None}
-            cache.append(record)
-            records[key] = record
+        answered = [(item, reply) for item in items
+                    if (reply := inference.get(record_key(item.id, budget))) is not None]
+        texts = [scored_text(reply, score_text) for _, reply in answered]
+        extractions = bench.extract_run([item for item, _ in answered], texts)
+        for (item, _), text, extraction in zip(answered, texts, extractions, strict=True):
+            record = _extraction_record(record_key(item.id, budget), text, extraction, score_text)
+            if records.get(record["key"]) != record:
+                cache.append(record)
+                records[record["key"]] = record
     return records
 
 
@@ -266,8 +314,6 @@ def _judging_stage(bench: Benchmark, items: Sequence[BenchItem], budgets: Sequen
 
 
 def _judge_template(bench: Benchmark) -> str:
-    from . import bigbench_audio, wildspeech
-
     return bigbench_audio.JUDGE_PROMPT if isinstance(bench, BigBenchAudio) else wildspeech.JUDGE_PROMPT
 
 
@@ -288,6 +334,7 @@ def item_score(bench: Benchmark, item: BenchItem, reply: dict[str, Any] | None, 
     if bench.scoring == MATCH:
         score.official = None if extracted["official"] is None else float(extracted["official"])
         score.strict = float(bool(extracted["strict"]))
+        score.variants = {name: float(bool(value)) for name, value in (extracted.get("variants") or {}).items()}
         return score
     if not judged:
         return score
@@ -334,7 +381,9 @@ def _aggregate(bench: Benchmark, loaded: Loaded, backend, options: RunOptions, b
         "backend": backend.fingerprint(),
         "data": {"path": str(options.data), **loaded.files.summary()},
         "settings": options.settings.describe(),
+        "score_text": options.score_text,
         "metric": "mean score x10" if mean_score else "accuracy",
+        "columns": column_notes(bench),
         "judge": judge_info,
         "budgets": per_budget,
     }

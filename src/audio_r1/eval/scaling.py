@@ -76,10 +76,10 @@ def inverted_pairs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def plot_scaling(path: Path, title: str, metric: str, by_budget: Sequence[dict[str, Any]],
                  by_bucket: Sequence[dict[str, Any]]) -> Path:
     """Two panels: the score against the budget, and against the thinking length actually used."""
-    import matplotlib
+    import matplotlib  # matplotlib: optional, only plots need it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: optional, only plots need it
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for axis, rows, xlabel in ((left, by_budget, "thinking budget (tokens)"),

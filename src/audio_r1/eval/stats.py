@@ -31,7 +31,7 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float, float]:
     if n == 1:
         return (mean, mean, mean)
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    from scipy import stats
+    from scipy import stats  # scipy: slow to import, only the intervals need it
 
     half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
     return (mean, mean - half, mean + half)

@@ -4,8 +4,9 @@
     audio-r1 eval suite --data runs/suite-v1/test.jsonl --model smol --no-think   # forced empty think block
 
 Per family it reports accuracy, the chance level (1 / number of options for multiple choice, 0 for
-open answers), and the grounding rate: the share of reasoning chains that cite an acoustic cue
-agreeing with the item's true parameters (`grounding.py`). The surrogate-trap family, whose words
+open answers), and the grounding rate: the share of reasoning chains that are grounded by the
+project's one definition (`scoring.grounding.judge_grounding`, the same test MGRD filters with),
+over the items that have true acoustic parameters. The surrogate-trap family, whose words
 contradict the sound, is reported on its own line as well as in the overall figure.
 """
 
@@ -19,10 +20,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.answers import is_correct
+from tqdm.auto import tqdm
+
 from ..data.manifest import Item, read_manifest
-from ..data.traces import prompt_text
-from ..grounding import check_grounding, has_acoustic_truth
+from ..processing import item_question
+from ..scoring.answers import is_correct
+from ..scoring.grounding import is_checkable, judge_grounding
 
 TRAP_FAMILY = "surrogate_trap"
 
@@ -100,15 +103,13 @@ def evaluate_suite(
     progress: bool = True,
 ) -> SuiteReport:
     """Ask `model` (an `AudioR1`) every item of a suite manifest and score the replies."""
-    from tqdm.auto import tqdm
-
     manifest = Path(manifest)
     items = [i for i in read_manifest(manifest) if families is None or i.family in families][:limit]
     results: list[ItemResult] = []
     bar = tqdm(total=len(items), desc=f"suite ({'think' if think else 'no think'})", disable=not progress)
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
-        questions = [(_audio(item, manifest.parent), prompt_text(item)) for item in batch]
+        questions = [(_audio(item, manifest.parent), item_question(item)) for item in batch]
         replies = model.ask_batch(questions, think=think, max_new_tokens=max_new_tokens,
                                   max_think_tokens=max_think_tokens)
         for item, reply in zip(batch, replies, strict=True):
@@ -122,7 +123,7 @@ def evaluate_suite(
 
 def score_item(item: Item, reasoning: str, answer: str, think_tokens: int) -> ItemResult:
     chance = 1.0 / len(item.choices) if item.choices else 0.0
-    grounded = check_grounding(reasoning, item.params, item.choices).grounded if has_acoustic_truth(item.params) else None
+    grounded = judge_grounding(reasoning, item).grounded if is_checkable(item) else None
     return ItemResult(item.id, item.family, is_correct(item, answer), chance, grounded, reasoning, answer, think_tokens)
 
 

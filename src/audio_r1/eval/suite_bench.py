@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..data.answers import choice_index, is_correct, parse_number
 from ..data.manifest import ManifestError, read_manifest
-from ..data.traces import prompt_text
+from ..processing import item_question
+from ..scoring.answers import choice_index, is_correct, parse_number
 from .base import BenchItem, Benchmark, Extraction, Loaded
 from .errors import BenchmarkDataError
 from .records import DataFiles, resolve_audio, sha256_file
@@ -39,7 +39,7 @@ class Suite(Benchmark):
             parts: list[tuple[str, Any]] = []
             if entry.audio is not None:
                 parts.append(("audio", resolve_audio(entry.audio, [manifest.parent], files, manifest, i, "audio")))
-            parts.append(("text", prompt_text(entry)))
+            parts.append(("text", item_question(entry)))
             items.append(BenchItem(entry.id, parts, entry.answer, {"family": entry.family}, {"item": entry}))
         return Loaded(items, files, manifest)
 

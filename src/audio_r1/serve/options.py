@@ -9,6 +9,8 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import ConfigError
+
 
 @dataclass
 class AudioPolicy:
@@ -17,6 +19,9 @@ class AudioPolicy:
     max_audio_seconds: float = 300.0
     allowed_local_dir: Path | None = None
     allow_remote: bool = False
+    # remote audio from loopback, private, link-local or reserved addresses too (off: those are refused
+    # after resolution, so --allow-remote-audio cannot reach the server's own network)
+    allow_private_remote: bool = False
     remote_timeout_s: float = 10.0
     max_remote_bytes: int = 32 * 2**20
 
@@ -67,31 +72,40 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--default-max-tokens", type=int, default=1024, help="max_tokens when a request sets none")
     parser.add_argument("--temperature", type=float, default=0.7, help="when a request sets none")
     parser.add_argument("--max-batch", type=int, default=32, help="requests decoded together")
-    parser.add_argument("--max-queue", type=int, default=256, help="requests waiting (429 when full)")
+    parser.add_argument("--max-queue", type=int, default=256,
+                        help="requests taken but not yet decoding: being read, prepared or queued (429 when full)")
     parser.add_argument("--batch-wait-ms", type=float, default=10.0,
                         help="after a request reaches an idle server, wait this long for others to batch with")
     parser.add_argument("--prepare-workers", type=int, default=2,
                         help="threads decoding audio and building prompts (besides the engine's one)")
     parser.add_argument("--allowed-local-dir", default=None, help="audio_url may name files under this folder")
-    parser.add_argument("--allow-remote-audio", action="store_true", help="audio_url may be http(s)://")
+    parser.add_argument("--allow-remote-audio", action="store_true",
+                        help="audio_url may be http(s):// on a public address")
+    parser.add_argument("--allow-private-remote-audio", action="store_true",
+                        help="with --allow-remote-audio, also fetch from loopback, private and link-local addresses")
     parser.add_argument("--shutdown-timeout", type=float, default=120.0,
-                        help="seconds to finish requests in flight on SIGTERM")
+                        help="seconds to finish requests in flight on SIGTERM; then streams get an error "
+                             "event and waiting requests a 503")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
 def serve_config_from_args(args: argparse.Namespace) -> ServeConfig:
-    """A checked `ServeConfig` from parsed `serve` flags (ValueError names the bad flag)."""
+    """A checked `ServeConfig` from parsed `serve` flags (`ConfigError` names the bad flag)."""
     for flag, value in (("--max-body-mb", args.max_body_mb), ("--max-audio-seconds", args.max_audio_seconds),
                         ("--max-tokens-limit", args.max_tokens_limit), ("--default-max-tokens", args.default_max_tokens),
                         ("--max-batch", args.max_batch), ("--max-queue", args.max_queue),
                         ("--prepare-workers", args.prepare_workers)):
         if not value > 0:
-            raise ValueError(f"{flag} must be positive, got {value}")
-    if args.batch_wait_ms < 0 or args.temperature < 0:
-        raise ValueError("--batch-wait-ms and --temperature must be >= 0")
+            raise ConfigError(f"{flag} must be positive, got {value}")
+    for flag, value in (("--batch-wait-ms", args.batch_wait_ms), ("--temperature", args.temperature),
+                        ("--shutdown-timeout", args.shutdown_timeout)):
+        if not 0 <= value < float("inf"):
+            raise ConfigError(f"{flag} must be a finite number >= 0, got {value}")
+    if args.allow_private_remote_audio and not args.allow_remote_audio:
+        raise ConfigError("--allow-private-remote-audio needs --allow-remote-audio")
     local = Path(args.allowed_local_dir) if args.allowed_local_dir else None
     if local is not None and not local.is_dir():
-        raise ValueError(f"--allowed-local-dir {local} is not a directory")
+        raise ConfigError(f"--allowed-local-dir {local} is not a directory")
     return ServeConfig(
         model=args.model, host=args.host, port=args.port, served_model_name=args.served_model_name,
         int8=args.int8, api_key=args.api_key, max_body_bytes=int(args.max_body_mb * 2**20),
@@ -100,7 +114,8 @@ def serve_config_from_args(args: argparse.Namespace) -> ServeConfig:
         max_batch=args.max_batch, max_queue=args.max_queue, batch_wait_ms=args.batch_wait_ms,
         prepare_workers=args.prepare_workers, shutdown_timeout_s=args.shutdown_timeout, log_level=args.log_level,
         audio=AudioPolicy(max_audio_seconds=args.max_audio_seconds, allowed_local_dir=local,
-                          allow_remote=args.allow_remote_audio),
+                          allow_remote=args.allow_remote_audio,
+                          allow_private_remote=args.allow_private_remote_audio),
     )
 
 

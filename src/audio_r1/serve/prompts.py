@@ -1,32 +1,48 @@
 """From an OpenAI chat request to an engine `Prompt`: audio sources, decoding, limits, the template.
 
-Audio arrives as `input_audio` (base64 of an encoded file) or `audio_url`. A `data:` URL is always
-accepted; a local path (or `file://` URL) only under `--allowed-local-dir`; `http(s)://` only with
-`--allow-remote-audio`. Every audio problem is a 400 that names the content part it came from.
+Audio arrives as `input_audio` (base64 of an encoded file) or `audio_url`. A `data:` URL (any case)
+is always accepted; a local path (or `file://` URL) only under `--allowed-local-dir`; `http(s)://`
+only with `--allow-remote-audio`. Every audio problem is a 400 that names the content part it came
+from. Remote fetches (`remote.fetch`) are not a way into the server's network: public addresses only
+unless `--allow-private-remote-audio`, no redirect to another scheme, one deadline per fetch. No
+error message echoes fetched (or local file) bytes or status codes, or tells an open port from a
+closed one.
 
-The conversation is rendered with the model's own template. System (and `developer`) turns keep
-their place; without one the benchmark system prompt is used, as `AudioR1.build_prompt` does. A
-last assistant turn is *continued*: the official server accepts an assistant message pre-filled with
-``<think>\\n`` (or more), and generation picks up inside that think block.
+Text far beyond the model's context is refused before it is tokenised.
+
+The conversation becomes a prompt through `processing` (`openai_turns`, then `Processor.prompt`),
+exactly as `AudioR1.chat` builds it: parts keep their order, `developer` is a system turn, the
+benchmark system prompt is the default, and a last assistant turn (the official server accepts one
+pre-filled with ``<think>\\n``) is continued.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import urllib.parse
-import urllib.request
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from ..api import AudioR1
-from ..audio import SAMPLE_RATE, AudioError, load_audio, prepare_audio
-from ..chat import DEFAULT_SYSTEM_PROMPT, AudioPart, Message, TextPart, format_assistant, render
+from ..audio import SAMPLE_RATE, load_audio
 from ..engine import Prompt
+from ..errors import (
+    AudioError,
+    AudioPayloadError,
+    AudioTooLargeError,
+    AudioTooLongError,
+    AudioTooShortError,
+    PromptError,
+)
+from ..processing import AudioClip, data_url_bytes, decode_base64, openai_turns
+from . import remote
 from .options import AudioPolicy
-from .protocol import ApiError, ChatCompletionRequest, ChatMessage, InputAudioContent, TextContent
+from .protocol import ApiError, ChatCompletionRequest, ChatMessage, TextContent
+
+Origin = Literal["inline", "local", "remote"]  # where audio bytes came from (decides what errors may say)
 
 
 @dataclass
@@ -36,72 +52,107 @@ class BuiltPrompt:
 
 
 def build_prompt(model: AudioR1, request: ChatCompletionRequest, policy: AudioPolicy) -> BuiltPrompt:
-    """Decode the request's audio, render its messages and tokenise them (runs off the event loop)."""
+    """Check the request's text, read its audio under `policy` and build the prompt (runs off the event loop).
+
+    The conversation becomes a prompt through `processing`, as everywhere else: this module only adds
+    the server's limits and its audio sources, and turns every refusal into a 400 naming its field.
+    """
     budget = _AudioBudget(policy.max_audio_seconds)
-    messages: list[Message] = []
-    continuation: str | None = None
-    chunks = []
-    last = len(request.messages) - 1
+    text_budget = _TextBudget(model)
     for i, message in enumerate(request.messages):
-        where = f"messages[{i}]"
-        if message.role == "assistant" and i == last:
-            continuation = _plain_text(message, where)
-            continue
-        role = "system" if message.role == "developer" else message.role
-        if role == "assistant":
-            text = _plain_text(message, where)
-            messages.append(Message("assistant", text if text.lstrip().startswith(model.template.think_open)
-                                    else format_assistant("", text, template=model.template)))
-            continue
-        if role == "system":
-            messages.append(Message("system", _plain_text(message, where)))
-            continue
-        parts, audio = _user_parts(model, message, where, policy, budget)
-        chunks.extend(audio)
-        messages.append(Message("user", parts))
-    if not messages or messages[0].role != "system":
-        messages.insert(0, Message("system", DEFAULT_SYSTEM_PROMPT))
+        _check_message_text(message, f"messages[{i}]", text_budget)
+
+    def read_audio(part: dict, where: str) -> AudioClip:
+        source, origin = _audio_bytes(part, where, policy)
+        waveform = _decode(source, where, budget, origin)
+        budget.take(len(waveform) / SAMPLE_RATE, where)
+        return AudioClip(waveform, where)
+
+    messages = [m.model_dump(include={"role", "content"}) for m in request.messages]
     try:
-        if continuation is None:
-            text = render(messages, model.template, add_generation_prompt=True, think=request.think)
-            thinking = request.think
-        else:
-            text = render(messages, model.template, add_generation_prompt=False)
-            text += model.template.header("assistant") + continuation
-            thinking = _ends_inside_think(continuation, model.template.think_open, model.template.think_close)
-    except ValueError as error:  # e.g. audio placeholder tokens typed into text
-        raise ApiError(400, str(error), param="messages", code="invalid_value") from None
-    ids = model.tokenizer.encode(text, add_special_tokens=False)
-    return BuiltPrompt(Prompt(ids, chunks, thinking=thinking), budget.used)
+        prompt = model.processor.prompt(openai_turns(messages, read_audio), think=request.think)
+    except AudioTooShortError as error:
+        raise ApiError(400, f"{error.source}: the audio is too short ({error.ms:.1f} ms); the encoder needs at least "
+                       f"{error.min_ms:g} ms", param=error.source, code="invalid_audio") from None
+    except AudioPayloadError as error:
+        raise ApiError(400, str(error), param=error.where, code=_PAYLOAD_CODES[error.problem]) from None
+    except PromptError as error:  # e.g. audio in a system turn, or audio placeholder tokens typed into text
+        raise ApiError(400, str(error), param=error.where or "messages", code="invalid_value") from None
+    return BuiltPrompt(prompt, budget.used)
 
 
-def _ends_inside_think(text: str, think_open: str, think_close: str) -> bool:
-    return text.rfind(think_open) > text.rfind(think_close)
+_PAYLOAD_CODES = {"invalid_base64": "invalid_base64", "empty": "invalid_audio", "malformed": "invalid_value"}
 
 
-def _plain_text(message: ChatMessage, where: str) -> str:
-    """The text of a system or assistant turn; audio is only taken in user turns."""
+def _check_message_text(message: ChatMessage, where: str, text_budget: _TextBudget) -> None:
+    """Refuse text that is not valid Unicode, or more than any context could hold, before tokenising."""
     content = message.content
-    if content is None:
-        return ""
     if isinstance(content, str):
-        return _checked_text(content, f"{where}.content")
-    pieces = []
-    for j, part in enumerate(content):
-        if not isinstance(part, TextContent):
-            raise ApiError(400, f"{where}: {message.role} messages take text only; put audio in a user message",
-                           param=f"{where}.content[{j}]", code="invalid_value")
-        pieces.append(_checked_text(part.text, f"{where}.content[{j}].text"))
-    return "".join(pieces)
+        _checked_text(content, f"{where}.content", text_budget)
+    elif content is not None:
+        for j, part in enumerate(content):
+            if isinstance(part, TextContent):
+                _checked_text(part.text, f"{where}.content[{j}].text", text_budget)
 
 
-def _checked_text(text: str, param: str) -> str:
+def _checked_text(text: str, param: str, text_budget: _TextBudget) -> str:
+    text_budget.take(text, param)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ApiError(400, f"{param}: text is not valid Unicode (lone surrogate)", param=param,
                        code="invalid_value") from None
     return text
+
+
+# ------------------------------------------------------------------------------------------------ text limit
+
+# A normaliser (e.g. NFC) may merge a few characters into one before tokenising; 4 covers the worst
+# compositions (Hangul jamo, stacked combining marks), so the bound below stays sound with one.
+_NORMALISER_MARGIN = 4
+_MAX_CHARS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def max_text_chars(model: AudioR1) -> int | None:
+    """Characters of message text beyond which the prompt cannot fit the context (None: no known context).
+
+    One token stands for at most as many characters as its longest vocabulary entry has (byte-level
+    entries spell one byte per character, and a character is at least one byte), so text of more than
+    ``context * longest entry`` characters has more tokens than the context holds, whatever it says.
+    """
+    text_config = model.config.text_config
+    context = int(text_config.get("max_position_embeddings", 0) or 0) if isinstance(text_config, dict) else 0
+    if context <= 0:
+        return None
+    tokenizer = model.tokenizer
+    try:
+        longest = _MAX_CHARS.get(tokenizer)
+    except TypeError:  # not weak-referenceable: computed each time
+        longest = None
+    if longest is None:
+        longest = max((len(token) for token in tokenizer.get_vocab()), default=1)
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None or getattr(backend, "normalizer", None) is not None:
+            longest *= _NORMALISER_MARGIN
+        try:
+            _MAX_CHARS[tokenizer] = longest
+        except TypeError:
+            pass
+    return context * max(1, longest)
+
+
+class _TextBudget:
+    """Characters of text seen so far in one request, refused once no context could hold them."""
+
+    def __init__(self, model: AudioR1):
+        self.limit = max_text_chars(model)
+        self.used = 0
+
+    def take(self, text: str, param: str) -> None:
+        self.used += len(text)
+        if self.limit is not None and self.used > self.limit:
+            raise ApiError(400, f"{param}: the messages carry over {self.limit} characters of text, more than the "
+                           "model's context can hold as tokens", param=param, code="context_length_exceeded")
 
 
 class _AudioBudget:
@@ -123,89 +174,60 @@ class _AudioBudget:
         return max(self.limit - self.used, 1e-3)
 
 
-def _user_parts(model: AudioR1, message: ChatMessage, where: str, policy: AudioPolicy, budget: _AudioBudget):
-    content = message.content
-    if content is None:
-        return [], []
-    if isinstance(content, str):
-        return [TextPart(_checked_text(content, f"{where}.content"))], []
-    parts: list = []
-    chunks = []
-    for j, part in enumerate(content):
-        param = f"{where}.content[{j}]"
-        if isinstance(part, TextContent):
-            parts.append(TextPart(_checked_text(part.text, f"{param}.text")))
-            continue
-        waveform = _decode(_audio_bytes(part, param, policy), param, budget)
-        budget.take(len(waveform) / SAMPLE_RATE, param)
-        features = prepare_audio(waveform, model.config.encoder.n_mels, model.config.chunk_seconds)
-        counts = [model.config.num_audio_patches(c.valid_frames) for c in features]
-        # A tail chunk of a few milliseconds maps to no adaptor output: it carries nothing, so drop it.
-        kept = [(c, n) for c, n in zip(features, counts, strict=True) if n > 0]
-        if not kept:
-            raise ApiError(400, f"{param}: the audio is too short ({len(waveform) / SAMPLE_RATE * 1000:.1f} ms); "
-                           "the encoder needs at least 30 ms", param=param, code="invalid_audio")
-        chunks.extend(c for c, _ in kept)
-        parts.append(AudioPart([n for _, n in kept]))
-    return parts, chunks
+def _decode(source: bytes | Path, param: str, budget: _AudioBudget, origin: Origin = "inline") -> np.ndarray:
+    """Decode one clip into a 400 that names `param` on failure.
 
-
-def _decode(source: bytes | Path, param: str, budget: _AudioBudget) -> np.ndarray:
+    The loader's own reason is shown only for audio the client sent inline; for a local file or a
+    fetched body it could quote the file's bytes, so those get a message built from the error's type
+    and fields alone (the length of too-long audio, nothing else).
+    """
     try:
         return load_audio(source, max_seconds=budget.left)
+    except AudioTooLongError as error:
+        length = "the remote audio is too long" if origin == "remote" else f"the audio is {error.length}"
+        raise ApiError(400, f"{param}: {length}; this server takes at most {budget.limit:g} s of audio per "
+                       "request (--max-audio-seconds)", param=param, code="audio_too_long") from None
     except AudioError as error:
-        if "max_seconds" in error.reason:
-            length = error.reason.split(", over the max_seconds")[0]
-            raise ApiError(400, f"{param}: {length}; this server takes at most {budget.limit:g} s of audio per "
-                           "request (--max-audio-seconds)", param=param, code="audio_too_long") from None
-        raise ApiError(400, f"{param}: cannot read the audio: {error.reason}", param=param,
+        raise ApiError(400, f"{param}: {_decode_failure(error, origin)}", param=param,
                        code="invalid_audio") from None
     except Exception as error:  # a decoder failure on hostile input is still the input's fault
         raise ApiError(400, f"{param}: cannot read the audio: {type(error).__name__}", param=param,
                        code="invalid_audio") from None
 
 
-def _audio_bytes(part, param: str, policy: AudioPolicy) -> bytes | Path:
-    if isinstance(part, InputAudioContent):
-        return _b64(part.input_audio.data, f"{param}.input_audio.data")
-    url = part.audio_url.url
-    param = f"{param}.audio_url.url"
-    scheme = urllib.parse.urlsplit(url).scheme.lower() if "://" in url or url.startswith("data:") else ""
+def _decode_failure(error: AudioError, origin: Origin) -> str:
+    """What a client is told about audio that did not decode (see `_decode` for what may be echoed)."""
+    where = {"inline": "", "remote": "remote ", "local": "local "}[origin]
+    if isinstance(error, AudioTooLargeError):  # its reason suggests a load_audio argument a client cannot pass
+        return f"the {where}audio would decode to more samples than this server accepts"
+    if origin == "inline":
+        return f"cannot read the audio: {error.reason}"
+    where = where.strip()
+    if isinstance(error, AudioTooShortError):
+        return f"the {where} audio is too short ({error.ms:.1f} ms); the encoder needs at least {error.min_ms:g} ms"
+    return f"could not decode the {where} audio (not a supported audio file, or damaged)"
+
+
+def _audio_bytes(part: dict, where: str, policy: AudioPolicy) -> tuple[bytes | Path, Origin]:
+    """The encoded bytes (or the local path) of one audio part, and where they came from."""
+    if part["type"] == "input_audio":
+        return decode_base64(part["input_audio"]["data"], f"{where}.input_audio.data"), "inline"
+    url = part["audio_url"]["url"]
+    param = f"{where}.audio_url.url"
+    is_data = url[:5].lower() == "data:"
+    scheme = urllib.parse.urlsplit(url).scheme.lower() if "://" in url or is_data else ""
     if scheme == "data":
-        return _data_url(url, param)
+        return data_url_bytes(url, param), "inline"
     if scheme in ("http", "https"):
         if not policy.allow_remote:
             raise ApiError(400, f"{param}: {scheme} audio URLs are disabled on this server (start it with "
                            "--allow-remote-audio); send the audio inline as input_audio or a data: URL",
                            param=param, code="audio_url_not_allowed")
-        return _fetch(url, param, policy)
+        return _fetch(url, param, policy), "remote"
     if scheme in ("", "file"):
-        return _local(url, param, policy)
+        return _local(url, param, policy), "local"
     raise ApiError(400, f"{param}: unsupported URL scheme {scheme!r}; use a data: URL", param=param,
                    code="audio_url_not_allowed")
-
-
-def _b64(data: str, param: str) -> bytes:
-    try:
-        raw = base64.b64decode("".join(data.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(400, f"{param}: not valid base64", param=param, code="invalid_base64") from None
-    if not raw:
-        raise ApiError(400, f"{param}: the audio is empty", param=param, code="invalid_audio")
-    return raw
-
-
-def _data_url(url: str, param: str) -> bytes:
-    header, comma, payload = url.partition(",")
-    if not comma:
-        raise ApiError(400, f"{param}: a data: URL needs a comma before its payload", param=param,
-                       code="invalid_value")
-    if header.lower().endswith(";base64"):
-        return _b64(urllib.parse.unquote(payload), param)
-    raw = urllib.parse.unquote_to_bytes(payload)
-    if not raw:
-        raise ApiError(400, f"{param}: the audio is empty", param=param, code="invalid_audio")
-    return raw
 
 
 def _local(url: str, param: str, policy: AudioPolicy) -> Path:
@@ -229,15 +251,24 @@ def _local(url: str, param: str, policy: AudioPolicy) -> Path:
     return path
 
 
+# ------------------------------------------------------------------------------------------- remote audio
+
+
 def _fetch(url: str, param: str, policy: AudioPolicy) -> bytes:
-    """GET an http(s) URL (only with --allow-remote-audio), bounded in size and time."""
+    """GET an http(s) URL (only with --allow-remote-audio) through `remote.fetch`.
+
+    Every failure but a refused destination or an oversized body reads the same, so the messages tell
+    a client nothing about the hosts and ports behind the server: no status code, no socket error, no
+    fetched byte.
+    """
     try:
-        with urllib.request.urlopen(url, timeout=policy.remote_timeout_s) as response:  # noqa: S310
-            data = response.read(policy.max_remote_bytes + 1)
-    except Exception as error:
-        raise ApiError(400, f"{param}: cannot fetch the audio: {error}", param=param,
-                       code="invalid_audio") from None
-    if len(data) > policy.max_remote_bytes:
-        raise ApiError(400, f"{param}: the audio is over {policy.max_remote_bytes} bytes", param=param,
-                       code="audio_too_long")
-    return data
+        return remote.fetch(url, policy.remote_timeout_s, policy.max_remote_bytes, policy.allow_private_remote)
+    except remote.RemoteRefused:
+        raise ApiError(400, f"{param}: this server fetches audio only over http(s) from public addresses, and "
+                       "follows no redirect to another scheme", param=param, code="audio_url_not_allowed") from None
+    except remote.RemoteTooLarge:
+        raise ApiError(400, f"{param}: the remote audio is over {policy.max_remote_bytes} bytes", param=param,
+                       code="audio_too_long") from None
+    except remote.RemoteAudioError:
+        raise ApiError(400, f"{param}: could not fetch the remote audio (no 200 response with a body within "
+                       f"{policy.remote_timeout_s:g} s)", param=param, code="invalid_audio") from None

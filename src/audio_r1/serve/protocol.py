@@ -5,6 +5,11 @@ is refused with a 4xx and an OpenAI-shaped error, ``{"error": {"message", "type"
 instead of being half-understood. Fields the OpenAI client sends that change nothing here (``user``,
 ``n=1``, ``logprobs=false`` ...) are accepted; ones that would change the output but are not
 supported (``n>1``, ``tools``, ``stop`` strings ...) are refused with a message that says so.
+
+The think block is returned under both of vLLM's names: ``reasoning`` (what vLLM returns now, and
+what current clients read) and ``reasoning_content`` (the older name, which vLLM has since removed),
+in ``choices[0].message`` and in every streamed ``delta`` that carries reasoning. An earlier assistant
+turn of a request may carry its reasoning under either name; it is accepted and not shown to the model.
 """
 
 from __future__ import annotations
@@ -22,13 +27,14 @@ class ApiError(Exception):
     """An error the client caused (or, for 5xx, the server): becomes an OpenAI-shaped JSON response."""
 
     def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None):
+                 param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.type = type
         self.param = param
         self.code = code
+        self.headers = headers  # extra response headers (Retry-After, WWW-Authenticate)
 
     def body(self) -> dict[str, Any]:
         return error_body(self.message, type=self.type, param=self.param, code=self.code)
@@ -77,7 +83,9 @@ ContentPart = Annotated[TextContent | InputAudioContent | AudioUrlContent, Field
 class ChatMessage(_Strict):
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[ContentPart] | None = None
-    reasoning_content: str | None = None  # an earlier turn's reasoning: accepted, not shown to the model
+    # an earlier turn's reasoning, under vLLM's new or old name: accepted, not shown to the model
+    reasoning: str | None = None
+    reasoning_content: str | None = None
     name: str | None = None
 
 
@@ -195,8 +203,8 @@ def usage_dict(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int
 
 def completion(id: str, model: str, reasoning: str, answer: str, finish_reason: str,
                usage: dict[str, Any]) -> dict[str, Any]:
-    """A whole `chat.completion`; the think block is `message.reasoning_content`, as vLLM returns it."""
-    message = {"role": "assistant", "content": answer, "reasoning_content": reasoning}
+    """A whole `chat.completion`; the think block is `message.reasoning` and `message.reasoning_content`."""
+    message = {"role": "assistant", "content": answer, **reasoning_fields(reasoning)}
     return {
         "id": id,
         "object": "chat.completion",
@@ -207,9 +215,14 @@ def completion(id: str, model: str, reasoning: str, answer: str, finish_reason: 
     }
 
 
+def reasoning_fields(text: str) -> dict[str, str]:
+    """The think block under vLLM's current name (`reasoning`) and its former one (`reasoning_content`)."""
+    return {"reasoning": text, "reasoning_content": text}
+
+
 def chunk(id: str, model: str, created: int, delta: dict[str, Any], finish_reason: str | None = None,
           usage: dict[str, Any] | None = None, include_choice: bool = True) -> dict[str, Any]:
-    """One `chat.completion.chunk`: `delta` holds `role`, `reasoning_content` or `content`."""
+    """One `chat.completion.chunk`: `delta` holds `role`, `content` or `reasoning_fields(...)`."""
     out: dict[str, Any] = {"id": id, "object": "chat.completion.chunk", "created": created, "model": model}
     out["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}] \
         if include_choice else []

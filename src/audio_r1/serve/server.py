@@ -3,13 +3,22 @@
     audio-r1 serve --model smol --host 127.0.0.1 --port 8000
 
 Endpoints: `POST /v1/chat/completions` (streamed or not; the think block comes back as
-`reasoning_content`, the answer as `content`, as vLLM's reasoning parsers return them),
-`GET /v1/models` and `GET /health`. Concurrent requests are decoded together by one `Batcher`.
+`reasoning`, and under its former vLLM name `reasoning_content` too, the answer as `content`, as
+vLLM's reasoning parsers return them), `GET /v1/models` and `GET /health`. Concurrent requests are
+decoded together by one `Batcher`.
 
 Every refusal is a 4xx in OpenAI's error shape: a body over `--max-body-mb` (413), bad JSON or
 fields, unreadable or too much audio, `max_tokens` over `--max-tokens-limit` or the context (400), a
-wrong or missing `--api-key` (401), an unknown model (404), a full queue (429). On SIGINT/SIGTERM the
-server stops accepting connections, finishes the requests in flight, then exits.
+wrong or missing `--api-key` (401), an unknown model (404), a full queue (429 with `Retry-After`).
+`--max-queue` counts every request taken but not yet decoding: those whose body is being read or
+whose audio waits for (or is in) a prepare worker (`preparing` in `/health`) and those waiting for
+the engine (`queued`). A request whose sampling fails gets a 500 (or an error event) alone; the
+requests batched with it go on. A request whose client disconnects, streamed or not, is cancelled.
+
+On SIGINT/SIGTERM the server stops accepting connections and finishes the requests in flight for up
+to `--shutdown-timeout` seconds; then every stream still open gets an error event
+(`code: "shutting_down"`) and `[DONE]`, and every non-streamed request still waiting a 503. The
+process then exits 0.
 """
 
 from __future__ import annotations
@@ -19,20 +28,23 @@ import asyncio
 import hmac
 import json
 import logging
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from ..api import AudioR1
-from ..engine import GenerationConfig, SequenceDone, StreamDelta
+from ..engine import GenerationConfig, SamplingError, SequenceDone, StreamDelta
 from .batcher import Batcher, QueueFullError, ShuttingDownError
 from .options import ServeConfig, serve_config_from_args
 from .prompts import BuiltPrompt, build_prompt
@@ -45,10 +57,14 @@ from .protocol import (
     error_body,
     model_card,
     parse_request,
+    reasoning_fields,
     usage_dict,
 )
 
 log = logging.getLogger("audio_r1.serve")
+
+RETRY_AFTER_S = 1  # the Retry-After of a 429: a batch of the tiny preset takes about that long
+SHUTDOWN_MARGIN_S = 5.0  # uvicorn's own shutdown timeout is ours plus this: time to send the final events
 
 
 class _State:
@@ -63,6 +79,9 @@ class _State:
         # Audio decoding and log-mels run here, off the event loop, a few at a time: a thread per request
         # would oversubscribe the cores the engine needs (each thread runs its own torch thread team).
         self.prepare_pool = ThreadPoolExecutor(config.prepare_workers, thread_name_prefix="audio-r1-prepare")
+        # Requests taken but not yet submitted: their body is being read, or their audio waits for (or
+        # is in) a prepare worker. Only the event loop's thread changes it.
+        self.preparing = 0
         text = model.config.text_config
         self.context = int(text.get("max_position_embeddings", 0) or 0) if isinstance(text, dict) else 0
 
@@ -87,8 +106,7 @@ def create_app(model: AudioR1, config: ServeConfig) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, error: ApiError):
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-        return JSONResponse(error.body(), status_code=error.status, headers=headers)
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, error: HTTPException):
@@ -112,11 +130,13 @@ def create_app(model: AudioR1, config: ServeConfig) -> FastAPI:
     async def health() -> dict[str, Any]:
         s = state.batcher.stats
         return {
-            "status": "ok",
+            "status": "shutting_down" if state.batcher.draining else "ok",
             "model": config.name,
+            "preparing": state.preparing,
             "queued": state.batcher.queued,
             "running": state.batcher.running,
             "batching": {"batches": s.batches, "requests": s.submitted, "completed": s.completed,
+                         "failed": s.failed, "cancelled": s.cancelled, "aborted": s.aborted,
                          "max_batch_seen": s.max_batch_seen,
                          "mean_batch": round(s.batched_requests / s.batches, 2) if s.batches else 0.0},
         }
@@ -129,15 +149,27 @@ def create_app(model: AudioR1, config: ServeConfig) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         _authorize(request, config.api_key)
-        body = await _read_body(request, config.max_body_bytes)
-        loop = asyncio.get_running_loop()
-        req, built, gen = await loop.run_in_executor(state.prepare_pool, _prepare, state, body)
-        events: asyncio.Queue = asyncio.Queue()
+        waiting = state.preparing + state.batcher.queued
+        if waiting >= config.max_queue:
+            await _discard_body(request, config.max_body_bytes)
+            raise _queue_full(f"{waiting} requests are already waiting (the limit is {config.max_queue})")
+        state.preparing += 1
         try:
-            job = state.batcher.submit(built.prompt, gen, lambda item: loop.call_soon_threadsafe(events.put_nowait, item))
+            body = await _read_body(request, config.max_body_bytes)
+            loop = asyncio.get_running_loop()
+            req, built, gen = await loop.run_in_executor(state.prepare_pool, _prepare, state, body)
+        finally:
+            state.preparing -= 1
+        events: asyncio.Queue = asyncio.Queue()
+
+        def emit(item) -> None:  # on the batcher's thread; a non-streamed reply needs only the final event
+            if req.stream or not isinstance(item, StreamDelta):
+                loop.call_soon_threadsafe(events.put_nowait, item)
+
+        try:
+            job = state.batcher.submit(built.prompt, gen, emit)
         except QueueFullError as error:
-            raise ApiError(429, f"the server is busy: {error}; retry later", type="rate_limit_error",
-                           code="queue_full") from None
+            raise _queue_full(str(error)) from None
         except ShuttingDownError:
             raise ApiError(503, "the server is shutting down", type="server_error", code="shutting_down") from None
         rid = completion_id()
@@ -147,19 +179,49 @@ def create_app(model: AudioR1, config: ServeConfig) -> FastAPI:
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         try:
-            while True:
-                item = await events.get()
-                if isinstance(item, SequenceDone):
-                    break
-                if isinstance(item, BaseException):
-                    raise ApiError(500, "generation failed", type="server_error") from item
+            item = await _result_or_disconnect(events, request)
         finally:
-            job.cancel()
+            job.cancel()  # a no-op once finished; stops the work when the client left
+        if item is None:  # the client has gone: nobody reads this
+            return Response(status_code=499)
+        if isinstance(item, ShuttingDownError):
+            raise ApiError(503, "the server shut down before this request finished", type="server_error",
+                           code="shutting_down")
+        if isinstance(item, BaseException):
+            raise ApiError(500, _failure_message(item), type="server_error") from item
         r = item.result
         usage = usage_dict(r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.reasoning_tokens)
         return completion(rid, config.name, r.reasoning, r.answer, r.finish_reason, usage)
 
     return app
+
+
+def _queue_full(reason: str) -> ApiError:
+    return ApiError(429, f"the server is busy: {reason}; retry later", type="rate_limit_error",
+                    code="queue_full", headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def _failure_message(error: BaseException) -> str:
+    """What a client is told about a failed generation (a sampling failure says what went wrong)."""
+    return f"generation failed: {error}" if isinstance(error, SamplingError) else "generation failed"
+
+
+async def _result_or_disconnect(events: asyncio.Queue, request: Request) -> SequenceDone | BaseException | None:
+    """The request's final event, or None as soon as its client disconnects."""
+    result = asyncio.ensure_future(events.get())
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({result, gone}, return_when=asyncio.FIRST_COMPLETED)
+        return result.result() if result.done() else None
+    finally:
+        result.cancel()
+        gone.cancel()
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client has disconnected (the body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _authorize(request: Request, api_key: str | None) -> None:
@@ -169,7 +231,16 @@ def _authorize(request: Request, api_key: str | None) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
         raise ApiError(401, "missing or wrong API key; send 'Authorization: Bearer <key>'",
-                       code="invalid_api_key")
+                       code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _discard_body(request: Request, cap: int) -> None:
+    """Read and drop the body (up to `cap` bytes), so a refused client can read its reply."""
+    size = 0
+    async for piece in request.stream():
+        size += len(piece)
+        if size > cap:
+            break
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -255,8 +326,8 @@ async def _sse(events: asyncio.Queue, job, rid: str, model: str, include_usage: 
         while True:
             item = await events.get()
             if isinstance(item, StreamDelta):
-                key = "reasoning_content" if item.kind == "reasoning" else "content"
-                yield _sse_line(chunk(rid, model, created, {key: item.text}))
+                delta = reasoning_fields(item.text) if item.kind == "reasoning" else {"content": item.text}
+                yield _sse_line(chunk(rid, model, created, delta))
             elif isinstance(item, SequenceDone):
                 r = item.result
                 yield _sse_line(chunk(rid, model, created, {}, finish_reason=r.finish_reason))
@@ -264,9 +335,13 @@ async def _sse(events: asyncio.Queue, job, rid: str, model: str, include_usage: 
                     usage = usage_dict(r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.reasoning_tokens)
                     yield _sse_line(chunk(rid, model, created, {}, usage=usage, include_choice=False))
                 break
+            elif isinstance(item, ShuttingDownError):
+                yield _sse_line(error_body("the server shut down before this request finished",
+                                           type="server_error", code="shutting_down"))
+                break
             else:
                 log.error("generation failed: %r", item)
-                yield _sse_line(error_body("generation failed", type="server_error"))
+                yield _sse_line(error_body(_failure_message(item), type="server_error"))
                 break
         yield "data: [DONE]\n\n"
     finally:
@@ -276,17 +351,51 @@ async def _sse(events: asyncio.Queue, job, rid: str, model: str, include_usage: 
 # ---------------------------------------------------------------------------------------------- CLI
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, with our shutdown: the batcher's deadline starts with it, and it exits 0.
+
+    uvicorn waits for the connections in flight, cancels them after its own timeout (with ASGI
+    tracebacks) and raises the signal again once done (exit 143 on SIGTERM). Here the batcher ends
+    unfinished work at `--shutdown-timeout` so every response completes properly first, uvicorn's
+    timeout is only a backstop, and the signal is not raised again.
+    """
+
+    def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None]):
+        super().__init__(config)
+        self._on_shutdown = on_shutdown
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = [signal.SIGINT, signal.SIGTERM]
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    async def shutdown(self, sockets=None) -> None:
+        self._on_shutdown()
+        await super().shutdown(sockets)
+
+
 def serve(config: ServeConfig, model: AudioR1 | None = None) -> None:
     """Load the model (unless given) and serve it until SIGINT/SIGTERM."""
-    import uvicorn
-
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     if model is None:
         model = AudioR1.from_pretrained(config.model, quantize="int8" if config.int8 else None, progress=False)
     app = create_app(model, config)
     log.info("serving %s on http://%s:%d", config.name, config.host, config.port)
-    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level,
-                timeout_graceful_shutdown=config.shutdown_timeout_s, access_log=config.log_level == "debug")
+    settings = uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level,
+                              timeout_graceful_shutdown=config.shutdown_timeout_s + SHUTDOWN_MARGIN_S,
+                              access_log=config.log_level == "debug")
+    server = _Server(settings, on_shutdown=lambda: app.state.serve.batcher.drain(config.shutdown_timeout_s))
+    server.run()
+    if not server.started:
+        raise SystemExit(3)  # uvicorn's exit status when it cannot start (e.g. the port is taken)
 
 
 def main(args: argparse.Namespace) -> int:

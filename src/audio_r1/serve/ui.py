@@ -21,6 +21,7 @@ from typing import Any
 from ..api import AudioR1
 from ..audio import AudioError
 from ..engine import GenerationConfig, SequenceDone, StreamDelta
+from ..processing import item_question
 from .batcher import Batcher, QueueFullError
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
@@ -29,10 +30,9 @@ MAX_BUDGET = 1024
 
 def examples(directory: Path = EXAMPLES_DIR) -> list[list[str]]:
     """[clip path, question with its choices] for every bundled example clip."""
-    from ..data.traces import prompt_text
 
     entries = json.loads((directory / "examples.json").read_text())
-    return [[str(directory / e["audio"]), prompt_text(e)] for e in entries]
+    return [[str(directory / e["audio"]), item_question(e)] for e in entries]
 
 
 def answer_stream(model: AudioR1, batcher: Batcher, audio: str | None, question: str, budget: float,
@@ -79,7 +79,7 @@ def answer_stream(model: AudioR1, batcher: Batcher, audio: str | None, question:
 
 def build_ui(model: AudioR1, batcher: Batcher, *, max_new_tokens: int = 512, title: str = "audio-r1") -> Any:
     """The Gradio Blocks page over `model`; `batcher` must be started."""
-    import gradio as gr
+    import gradio as gr  # gradio: slow to import, only the web page needs it
 
     def respond(audio, question, budget):
         yield from answer_stream(model, batcher, audio, question, budget, max_new_tokens)

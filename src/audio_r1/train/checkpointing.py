@@ -3,12 +3,15 @@
 A checkpoint is a directory `step-00000100/` holding the trainable tensors, the optimizer and
 scheduler states and `state.json`. It is assembled in a hidden staging directory and renamed into
 place, so a run killed at any moment leaves either the previous checkpoints or a complete new one.
+The optimizer and scheduler states are read back with `torch.load(weights_only=True)`, so a planted
+`optimizer.pt` cannot run code on resume.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -17,6 +20,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..errors import CheckpointError
 
 STEP_DIR = re.compile(r"^step-(\d{8})$")
 TENSORS = "trainable.safetensors"
@@ -70,10 +75,27 @@ def latest_checkpoint(directory: Path) -> Path | None:
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict, dict, dict]:
     """(trainable tensors, optimizer state, scheduler state, state.json) of one checkpoint."""
     tensors = load_file(str(path / TENSORS))
-    optimizer_state = torch.load(path / OPTIMIZER, weights_only=False)
-    scheduler_state = torch.load(path / SCHEDULER, weights_only=False)
+    optimizer_state = _load_state(path / OPTIMIZER)
+    scheduler_state = _load_state(path / SCHEDULER)
     state = json.loads((path / STATE).read_text())
     return tensors, optimizer_state, scheduler_state, state
+
+
+def _load_state(file: Path) -> dict:
+    """An optimizer or scheduler state dict, unpickled with `weights_only=True`: tensors and plain values only.
+
+    AdamW's and LambdaLR's state dicts are made of tensors, numbers, strings, lists, dicts and None, so
+    they load this way; a file that needs anything else (an arbitrary object, whose unpickling can run
+    code) is refused with a `CheckpointError` rather than loaded.
+    """
+    try:
+        state = torch.load(file, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{file} holds objects other than tensors and plain values, which a training "
+                              "checkpoint never does; refusing to unpickle it (it may not come from audio-r1)") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{file} does not hold a state dict (found {type(state).__name__})")
+    return state
 
 
 def remove_stale_staging(directory: Path) -> None:

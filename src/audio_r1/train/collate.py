@@ -1,10 +1,10 @@
 """Turn SFT records into token ids, loss labels and audio features, and batch them.
 
 A record is one training conversation as the data suite writes it (`data/traces.py`):
-`{"id", "audio" (path or null), "prompt" (user text), "reasoning", "answer_text"}`. Only the
-assistant's tokens carry labels: the system turn, the user turn (text and audio placeholders) and
-the assistant header are masked with -100. Truncation keeps the prompt whole (it never cuts through
-an audio span) and shortens the assistant part; a prompt that alone exceeds the limit is refused.
+`{"id", "audio" (path or null), "prompt" (user text), "reasoning", "answer_text"}`. The record
+becomes turns and `processing.Processor.training_example` tokenises them (only the assistant's
+tokens carry labels; truncation keeps the prompt whole), so SFT sees prompts exactly as the model
+is asked at inference.
 """
 
 from __future__ import annotations
@@ -16,38 +16,18 @@ from typing import Any
 
 import torch
 
-from ..audio import AudioChunkFeatures, load_audio, pad_mels, prepare_audio
-from ..chat import (
-    DEFAULT_SYSTEM_PROMPT,
-    AudioPart,
-    ChatTemplate,
-    Message,
-    TextPart,
-    format_assistant,
-    render_training_example,
-)
+from ..audio import load_audio, pad_mels
+from ..chat import DEFAULT_SYSTEM_PROMPT, ChatTemplate, format_assistant
 from ..config import AudioR1Config
+from ..errors import AudioR1Error, PromptError
 from ..modeling import AudioBatch
+from ..processing import IGNORE, AudioClip, Processor, TrainingExample, Turn
 
-IGNORE = -100
+__all__ = ["IGNORE", "Batch", "RecordError", "TrainingExample", "build_example", "collate"]
 
 
-class RecordError(ValueError):
+class RecordError(AudioR1Error, ValueError):
     """An SFT record cannot be turned into a training example."""
-
-
-@dataclass
-class TrainingExample:
-    """One tokenised conversation: ids, labels (-100 where no loss), and its audio chunks."""
-
-    id: str
-    input_ids: list[int]
-    labels: list[int]
-    audio: list[AudioChunkFeatures]
-
-    @property
-    def label_tokens(self) -> int:
-        return sum(1 for label in self.labels if label != IGNORE)
 
 
 @dataclass
@@ -79,38 +59,28 @@ def build_example(
     max_length: int = 1024,
     system: str = DEFAULT_SYSTEM_PROMPT,
 ) -> TrainingExample:
-    """Tokenise one record; loss labels only on the assistant turn (reasoning, answer, end of turn)."""
+    """Tokenise one record with `processing.Processor`; loss labels only on the assistant turn."""
     record_id = str(record.get("id", "?"))
-    chunks: list[AudioChunkFeatures] = []
-    content: list = []
+    prompt = record.get("prompt") or record.get("question")
+    if not isinstance(prompt, str) or not prompt:
+        raise RecordError(f"record {record_id}: needs a non-empty 'prompt'")
+    answer = record.get("answer_text")
+    if not isinstance(answer, str):
+        raise RecordError(f"record {record_id}: needs an 'answer_text' string")
+    content: list[str | AudioClip] = []
     if record.get("audio"):
         path = Path(record["audio"])
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
-        chunks = prepare_audio(load_audio(path), config.encoder.n_mels, config.chunk_seconds)
-        content.append(AudioPart([config.num_audio_patches(c.valid_frames) for c in chunks]))
-    prompt = record.get("prompt") or record.get("question")
-    if not isinstance(prompt, str) or not prompt:
-        raise RecordError(f"record {record_id}: needs a non-empty 'prompt'")
-    content.append(TextPart(prompt))
-    answer = record.get("answer_text")
-    if not isinstance(answer, str):
-        raise RecordError(f"record {record_id}: needs an 'answer_text' string")
-    reply = format_assistant(record.get("reasoning") or "", answer, template=template)
-    messages = [Message("system", system), Message("user", content), Message("assistant", reply)]
-    input_ids: list[int] = []
-    labels: list[int] = []
-    for text, trained in render_training_example(messages, template):
-        ids = tokenizer.encode(text, add_special_tokens=False)
-        input_ids.extend(ids)
-        labels.extend(ids if trained else [IGNORE] * len(ids))
-    first_label = next((i for i, label in enumerate(labels) if label != IGNORE), len(labels))
-    if first_label >= max_length:
-        raise RecordError(
-            f"record {record_id}: the prompt alone is {first_label} tokens, over max_length {max_length}; "
-            "shorten the audio or raise max_length"
-        )
-    return TrainingExample(record_id, input_ids[:max_length], labels[:max_length], chunks)
+        content.append(AudioClip(load_audio(path), str(path)))
+    content.append(prompt)
+    turns = [Turn("system", system), Turn("user", content),
+             Turn("assistant", format_assistant(record.get("reasoning") or "", answer, template=template))]
+    try:
+        return Processor(config, tokenizer, template).training_example(turns, max_length=max_length,
+                                                                      example_id=record_id)
+    except PromptError as error:
+        raise RecordError(f"record {record_id}: {error}") from None
 
 
 def collate(examples: Sequence[TrainingExample], pad_id: int) -> Batch:

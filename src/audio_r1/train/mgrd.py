@@ -21,26 +21,41 @@ import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
+from ..api import AudioR1
 from ..chat import parse_reasoning
 from ..data.manifest import Item, read_manifest
-from ..data.traces import build_sft_examples, prompt_text
+from ..data.traces import build_sft_examples
+from ..errors import ConfigError
+from ..eval.suite import evaluate_suite, write_report
 from ..files import write_text_atomic
+from ..processing import item_question
+from ..scoring.verifier import verify
+from .options import (
+    ModelOptions,
+    add_config_flags,
+    check_options,
+    config_from_flags,
+    require_positive,
+    run_stage,
+)
 from .select import append_jsonl, read_cache, sample_groups
+from .sft import SFTConfig, train_sft
 
 TEXT_FAMILIES = ("text_math",)
 
 
-@dataclass
-class MGRDConfig:
+@dataclass(kw_only=True)
+class MGRDConfig(ModelOptions):
     """One MGRD run: sampling, filtering and the per-round SFT settings."""
 
     data: str  # suite manifest: acoustic questions, plus text items for the text reasoning mix
     out: str = "runs/mgrd"
-    model: str = "smol"  # the cold-start model (a name or a directory)
     rounds: int = 3
     k: int = 8
     temperature: float = 0.8
@@ -59,19 +74,16 @@ class MGRDConfig:
     micro_batch_size: int = 8
     lr: float = 2e-4
     adaptor_lr: float = 5e-4
-    lora: bool = True
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    mixed_precision: str = "no"
-    families: list[str] | None = field(default=None)
+    families: list[str] | None = None
 
     def __post_init__(self) -> None:
-        if self.rounds < 1 or self.k < 1 or self.keep_per_question < 1:
-            raise ValueError("rounds, k and keep_per_question must be >= 1")
+        check_options(self)
+        require_positive(self, ("rounds", "k", "keep_per_question", "batch_size", "sft_batch_size",
+                                "micro_batch_size"))
         if self.temperature <= 0:
-            raise ValueError("MGRD samples candidates: temperature must be > 0")
+            raise ConfigError("MGRD samples candidates: temperature must be > 0")
         if self.text_share < 0 or self.epochs <= 0:
-            raise ValueError("text_share must be >= 0 and epochs > 0")
+            raise ConfigError("text_share must be >= 0 and epochs > 0")
 
     def fingerprint(self, round_index: int, model: str) -> str:
         keys = ("data", "k", "temperature", "top_p", "max_new_tokens", "seed")
@@ -129,7 +141,7 @@ def chain_record(item: Item, root: Path, reasoning: str, answer: str) -> dict[st
     """An SFT record (the `train/sft.py` format) for one kept chain; audio paths made absolute."""
     audio = None if item.audio is None else str(item.audio_path(root).resolve())
     return {"id": item.id, "audio": audio, "question": item.question, "choices": item.choices,
-            "answer_type": item.answer_type, "prompt": prompt_text(item), "reasoning": reasoning,
+            "answer_type": item.answer_type, "prompt": item_question(item), "reasoning": reasoning,
             "answer_text": answer, "surrogate": False, "correct": True}
 
 
@@ -153,7 +165,7 @@ def run_mgrd(config: MGRDConfig, *, progress: bool = True) -> list[RoundResult]:
     questions = [i for i in items if i.family not in TEXT_FAMILIES][: config.limit]
     text_items = [i for i in items if i.family in TEXT_FAMILIES]
     if not questions:
-        raise ValueError(f"{manifest} holds no acoustic questions for MGRD")
+        raise ConfigError(f"{manifest} holds no acoustic questions for MGRD")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "config.json", json.dumps(asdict(config), indent=2) + "\n")
@@ -197,17 +209,12 @@ def run_round(config: MGRDConfig, index: int, model_name: str, questions: Sequen
 def sample_and_verify(config: MGRDConfig, index: int, model_name: str, questions: Sequence[Item], root: Path,
                       cache: Path, progress: bool) -> list[dict[str, Any]]:
     """k candidates per question with their verdicts; cached per question so a killed run resumes."""
-    from tqdm.auto import tqdm
-
-    from ..verify import verify
 
     fingerprint = config.fingerprint(index, model_name)
     done = read_cache(cache, fingerprint)
     todo = [q for q in questions if q.id not in done]
     model = None
     if todo:
-        from ..api import AudioR1
-
         model = AudioR1.from_pretrained(model_name, progress=False)
     bar = tqdm(total=len(questions), initial=len(questions) - len(todo), desc=f"MGRD round {index}",
                disable=not progress)
@@ -233,8 +240,6 @@ def sample_and_verify(config: MGRDConfig, index: int, model_name: str, questions
 
 def fine_tune(config: MGRDConfig, model_name: str, folder: Path, n_records: int, progress: bool) -> Path:
     """SFT on the round's records (resumable); returns the merged model directory."""
-    from .sft import SFTConfig, train_sft
-
     final = folder / "sft" / "final"
     if (final / "config.json").exists():
         return final
@@ -252,11 +257,7 @@ def fine_tune(config: MGRDConfig, model_name: str, folder: Path, n_records: int,
 def evaluate_model(model_dir: str | Path, data: str, target: Path, limit: int | None, progress: bool,
                    **settings: Any) -> dict[str, Any]:
     """The suite report of a model (cached in ``target``) reduced to the recipe's headline numbers."""
-    from ..eval.suite import evaluate_suite, write_report
-
     if not target.exists():
-        from ..api import AudioR1
-
         model = AudioR1.from_pretrained(str(model_dir), progress=False)
         report = evaluate_suite(model, data, limit=limit, progress=progress, **settings)
         write_report(report, target)
@@ -277,29 +278,25 @@ def headline(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="suite manifest (acoustic questions + text items)")
-    parser.add_argument("--out", default="runs/mgrd")
-    parser.add_argument("--model", default="smol", help="cold-start model: a name or a directory")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("-k", type=int, default=8, help="candidates per question")
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--keep-per-question", type=int, default=2)
-    parser.add_argument("--text-share", type=float, default=0.25)
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--eval-data", default=None, help="suite manifest to evaluate each round on")
-    parser.add_argument("--eval-limit", type=int, default=None)
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--seed", type=int, default=0)
+    """The MGRD flags, one per MGRDConfig field."""
+    add_config_flags(parser, MGRDConfig, aliases={"k": "-k"}, helps={
+        "data": "suite manifest (acoustic questions + text items)", "k": "candidates per question",
+        "model": "cold-start model: a name or a directory", "eval_data": "suite manifest to evaluate each round on",
+        "families": "comma-separated families to sample (default: all)"})
     parser.add_argument("--no-progress", action="store_true")
 
 
-def main(args: argparse.Namespace) -> int:
-    names = {f for f in MGRDConfig.__dataclass_fields__}
-    config = MGRDConfig(**{k: v for k, v in vars(args).items() if k in names})
-    results = run_mgrd(config, progress=not args.no_progress)
+def run_from_args(args: argparse.Namespace) -> int:
+    """`audio-r1 train mgrd`: run every round, then print what each accepted and scored."""
+    results = run_mgrd(config_from_flags(MGRDConfig, args), progress=not args.no_progress)
     print(json.dumps([{"round": r.round, "model": r.model, "accepted": r.accepted, "eval": r.eval}
                       for r in results], indent=2))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("audio_r1.train.mgrd", __doc__, add_arguments, run_from_args, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -19,11 +19,24 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..api import AudioR1
+from ..data.manifest import read_manifest
+from ..data.suite import generate_suite
+from ..data.traces import build_sft_examples
+from ..errors import ConfigError
 from ..files import write_text_atomic
+from .dpo import DPOConfig, build_probes, run_self_cognition, self_cognition_rate
+from .mgrd import MGRDConfig, evaluate_model, run_mgrd
+from .options import run_stage
+from .report import write_report
+from .rl import RLConfig, train_rl
+from .select import SelectConfig, run_select
+from .sft import SFTConfig, train_sft
 
 STAGES = ("cold_start", "mgrd", "select", "rl", "dpo", "eval")
 REPORTED = ("cold_start", "mgrd", "rl", "dpo")  # the models the report compares
@@ -72,7 +85,7 @@ class RecipeConfig:
     def __post_init__(self) -> None:
         unknown = set(self.skip) - set(STAGES)
         if unknown:
-            raise ValueError(f"unknown stage(s) to skip: {sorted(unknown)}; stages are {', '.join(STAGES)}")
+            raise ConfigError(f"unknown stage(s) to skip: {sorted(unknown)}; stages are {', '.join(STAGES)}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -91,7 +104,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def preset_config(name: str, **overrides: Any) -> RecipeConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return RecipeConfig(preset=name, **{**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}})
 
 
@@ -127,8 +140,6 @@ def prepare_data(config: RecipeConfig, out: Path) -> Path:
         return suite
     suite = out / "suite"
     if not (suite / "test.jsonl").exists():
-        from ..data.suite import generate_suite
-
         _log(f"generating the suite in {suite}")
         generate_suite(suite, seed=config.seed, sizes=config.suite_sizes, workers=1, progress=False)
     return suite
@@ -142,9 +153,6 @@ def cold_start(config: RecipeConfig, out: Path, suite: Path, progress: bool) -> 
     final = folder / "final"
     if (final / "config.json").exists():
         return str(final)
-    from ..data.manifest import read_manifest
-    from ..data.traces import build_sft_examples
-    from .sft import SFTConfig, train_sft
 
     records = build_sft_examples(read_manifest(suite / "train.jsonl"), surrogate_share=0.1, empty_think_share=0.1,
                                  seed=config.seed, audio_root=suite.resolve())
@@ -163,7 +171,6 @@ def cold_start(config: RecipeConfig, out: Path, suite: Path, progress: bool) -> 
 def mgrd_stage(config: RecipeConfig, out: Path, suite: Path, model: str, progress: bool) -> str:
     if "mgrd" in config.skip:
         return model
-    from .mgrd import MGRDConfig, run_mgrd
 
     _log(f"MGRD: {config.mgrd_rounds} round(s), {config.mgrd_k} candidates per question")
     mgrd = MGRDConfig(data=str(suite / "train.jsonl"), out=str(out / "mgrd"), model=model,
@@ -181,7 +188,6 @@ def select_stage(config: RecipeConfig, out: Path, suite: Path, model: str, progr
         return suite / "train.jsonl"
     if selected.exists():
         return selected
-    from .select import SelectConfig, run_select
 
     low, high = config.select_band
     _log(f"selection: pass@{config.select_k}, keep {low}..{high} correct")
@@ -199,7 +205,6 @@ def rl_stage(config: RecipeConfig, out: Path, data: Path, model: str, progress: 
     """PPO with the format reward (the main line) and without it (the ablation), from the same start."""
     if "rl" in config.skip:
         return model, model
-    from .rl import RLConfig, train_rl
 
     finals = []
     for name, format_reward in (("rl", True), ("rl_no_format", False)):
@@ -221,7 +226,6 @@ def rl_stage(config: RecipeConfig, out: Path, data: Path, model: str, progress: 
 def dpo_stage(config: RecipeConfig, out: Path, suite: Path, model: str, progress: bool) -> str:
     if "dpo" in config.skip:
         return model
-    from .dpo import DPOConfig, run_self_cognition
 
     folder = out / "dpo"
     if not (folder / "report.json").exists():
@@ -239,8 +243,6 @@ def dpo_stage(config: RecipeConfig, out: Path, suite: Path, model: str, progress
 
 def eval_stage(config: RecipeConfig, out: Path, suite: Path, models: dict[str, str], progress: bool) -> Path:
     """Each reported model at each budget on the test split, its self-cognition rate, then the report."""
-    from .mgrd import evaluate_model
-
     folder = out / "eval"
     folder.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, Any]] = {}
@@ -256,7 +258,6 @@ def eval_stage(config: RecipeConfig, out: Path, suite: Path, models: dict[str, s
                                                            config.eval_items, progress, **settings)
         rows[stage]["self_cognition"] = self_cognition(config, suite, models[stage], folder / f"{stage}-sc.json")
     write_text_atomic(folder / "results.json", json.dumps(rows, indent=2) + "\n")
-    from .report import write_report
 
     return write_report(config, out, rows)
 
@@ -264,10 +265,6 @@ def eval_stage(config: RecipeConfig, out: Path, suite: Path, models: dict[str, s
 def self_cognition(config: RecipeConfig, suite: Path, model: str, target: Path) -> float:
     """Self-denial rate on held-out probes (the DPO stage's held-out split of the dev items)."""
     if not target.exists():
-        from ..api import AudioR1
-        from ..data.manifest import read_manifest
-        from .dpo import build_probes, self_cognition_rate
-
         items = read_manifest(suite / "dev.jsonl")
         _, heldout = build_probes(items, config.dpo_train_probes, config.dpo_heldout_probes, root=suite, seed=0)
         rate, texts = self_cognition_rate(AudioR1.from_pretrained(model, progress=False), heldout,
@@ -287,10 +284,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def main(args: argparse.Namespace) -> int:
+def run_from_args(args: argparse.Namespace) -> int:
+    """`audio-r1 recipe run`: every stage of the preset, then report.md."""
     skip = tuple(s.strip() for s in args.skip.split(",") if s.strip())
     config = preset_config(args.preset, out=args.out, suite=args.suite)
     config = replace(config, skip=skip)
     report = run_recipe(config, progress=not args.no_progress)
     print(f"report written to {report}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("audio_r1.train.recipe", __doc__, add_arguments, run_from_args, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -93,10 +93,10 @@ def findings(rows: dict[str, dict[str, Any]], rl_runs: dict[str, list[dict[str, 
 
 
 def plot_budgets(rows: dict[str, dict[str, Any]], target: Path) -> None:
-    import matplotlib
+    import matplotlib  # matplotlib: optional, only plots need it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: optional, only plots need it
 
     figure, axis = plt.subplots(figsize=(6, 4))
     for stage, row in rows.items():
@@ -114,10 +114,10 @@ def plot_budgets(rows: dict[str, dict[str, Any]], target: Path) -> None:
 
 
 def plot_think_length(rl_runs: dict[str, list[dict[str, Any]]], target: Path) -> None:
-    import matplotlib
+    import matplotlib  # matplotlib: optional, only plots need it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib: optional, only plots need it
 
     figure, axis = plt.subplots(figsize=(6, 4))
     for name, label in (("rl", "with format reward"), ("rl_no_format", "without format reward")):

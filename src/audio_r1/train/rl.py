@@ -7,7 +7,7 @@ One step of the loop, as Step-Audio-R1's report describes its RL stage:
 1. take `prompts_per_step` questions of the manifest in a fixed order from `seed`;
 2. sample `group_size` responses to each from the current policy (temperature 1) through a rollout
    backend (`rollout.py`: our engine by default);
-3. score every response (`rewards.py`): audio prompts 0.8 * correct + 0.2 * reasoning-present, text
+3. score every response (`scoring/rewards.py`): audio prompts 0.8 * correct + 0.2 * reasoning-present, text
    prompts correct; the reward sits on the response's final token;
 4. recompute the response tokens' log-probabilities and values without gradients (the "old" policy);
    advantages by GAE (gamma = lambda = 1 by default, so A_t = R - V(s_t)), or with `grpo` the group's
@@ -33,34 +33,68 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ..audio import pad_mels
+from ..data.manifest import Item, read_manifest
+from ..errors import ConfigError
 from ..files import write_text_atomic
 from ..modeling import AudioBatch
+from ..processing import item_question
+from ..scoring.rewards import RewardBreakdown, RewardWeights, score_response
 from .checkpointing import latest_checkpoint, load_checkpoint, remove_stale_staging, save_checkpoint
-from .rewards import RewardBreakdown, RewardFn, RewardWeights, verified_reward
+from .options import (
+    ModelOptions,
+    OptimiserOptions,
+    RunOptions,
+    add_config_flags,
+    check_options,
+    check_resume,
+    config_from_flags,
+    make_optimizer,
+    make_scheduler,
+    prepare_model,
+    require_positive,
+    run_stage,
+    trainable_state,
+)
 from .rollout import BACKENDS, Rollout, RolloutBackend, RolloutConfig, make_backend
+from .sft import export_model, global_batch_indices
 
 MAX_RESPONSE_TOKENS = 10_240  # the report's cap on RL response length
 VALUE_PREFIX = "value_head."
 
+# A reward function scores one rollout of one item (tests and custom tasks pass their own).
+RewardFn = Callable[[Item, Rollout], RewardBreakdown]
 
-@dataclass
-class RLConfig:
+
+def verified_reward(weights: RewardWeights | None = None) -> RewardFn:
+    """The default reward function of `train_rl`: `score_response` on each rollout's text."""
+    weights = weights or RewardWeights()
+
+    def reward(item: Item, rollout: Rollout) -> RewardBreakdown:
+        return score_response(item, rollout.text, weights, prefilled_open=rollout.prompt.thinking)
+
+    return reward
+
+
+@dataclass(kw_only=True)
+class RLConfig(ModelOptions, OptimiserOptions, RunOptions):
     """Everything an RL run needs; saved in every checkpoint so a resumed run can check it matches."""
 
     data: str  # a suite manifest (JSONL of `data.manifest.Item`)
     out: str = "runs/rl"
-    model: str = "smol"
+    train_adaptor: bool = False
+    lr: float = 5e-5
+    adaptor_lr: float = 1e-4
     steps: int = 100
     prompts_per_step: int = 8
     group_size: int = 16  # responses per prompt
@@ -71,12 +105,7 @@ class RLConfig:
     ppo_epochs: int = 1
     minibatches: int = 1  # optimizer steps per epoch over the step's rollouts
     micro_batch_size: int = 8  # sequences per forward pass (gradient accumulation)
-    lr: float = 5e-5
-    adaptor_lr: float = 1e-4
     value_lr: float = 1e-3
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
     clip_ratio: float = 0.2
     value_clip: float = 0.2
     vf_coef: float = 0.1
@@ -90,41 +119,29 @@ class RLConfig:
     format_weight: float = 0.2  # audio prompts: reasoning present
     text_correct_weight: float = 1.0  # text prompts
     format_reward: bool = True  # False: the ablation (audio weights become 1 / 0)
-    lora: bool = True
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    train_adaptor: bool = False
-    mixed_precision: str = "no"  # "no" or "bf16" (autocast in the scoring and update passes)
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
     save_every: int = 10
-    keep_checkpoints: int = 2
-    log_every: int = 1
     samples_per_step: int = 2  # responses per step written to samples.jsonl
-    save_final: bool = True
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "prompts_per_step", "group_size", "rollout_batch_size", "ppo_epochs", "minibatches",
-                     "micro_batch_size", "save_every", "log_every", "lora_rank"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_options(self)
+        require_positive(self, ("steps", "prompts_per_step", "group_size", "rollout_batch_size", "ppo_epochs",
+                                "minibatches", "micro_batch_size"))
         if not 1 <= self.max_new_tokens <= MAX_RESPONSE_TOKENS:
-            raise ValueError(f"max_new_tokens must be in [1, {MAX_RESPONSE_TOKENS}], got {self.max_new_tokens}")
+            raise ConfigError(f"max_new_tokens must be in [1, {MAX_RESPONSE_TOKENS}], got {self.max_new_tokens}")
         if self.minibatches > self.prompts_per_step * self.group_size:
-            raise ValueError(f"minibatches ({self.minibatches}) exceeds the rollouts per step "
-                             f"({self.prompts_per_step * self.group_size})")
-        if self.temperature <= 0 or min(self.lr, self.adaptor_lr, self.value_lr) <= 0:
-            raise ValueError("temperature and learning rates must be > 0")
+            raise ConfigError(f"minibatches ({self.minibatches}) exceeds the rollouts per step "
+                              f"({self.prompts_per_step * self.group_size})")
+        if self.temperature <= 0 or self.value_lr <= 0:
+            raise ConfigError("temperature and learning rates must be > 0")
         if not (0 < self.clip_ratio < 1 and self.value_clip > 0):
-            raise ValueError("clip_ratio must be in (0, 1) and value_clip > 0")
+            raise ConfigError("clip_ratio must be in (0, 1) and value_clip > 0")
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
-            raise ValueError("gamma and lam must be in [0, 1]")
+            raise ConfigError("gamma and lam must be in [0, 1]")
         if min(self.kl_coef, self.entropy_coef, self.vf_coef, self.warmup_steps, self.samples_per_step) < 0:
-            raise ValueError("kl_coef, entropy_coef, vf_coef, warmup_steps and samples_per_step must be >= 0")
-        if self.mixed_precision not in ("no", "bf16"):
-            raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
+            raise ConfigError("kl_coef, entropy_coef, vf_coef, warmup_steps and samples_per_step must be >= 0")
         if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+            raise ConfigError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
 
     def reward_weights(self) -> RewardWeights:
         """The reward weights, with the `--no-format-reward` ablation applied."""
@@ -299,43 +316,12 @@ def response_forward(model: nn.Module, rollouts: Sequence[Rollout], pad_id: int,
     return ResponseScores(logp, entropy, values)
 
 
-def prepare_policy(config: RLConfig):
-    """Load the model (LoRA or full decoder as in SFT), freeze the encoder and, unless asked, the adaptor."""
-    from .sft import SFTConfig, prepare_model
-
-    sft_like = SFTConfig(train="", model=config.model, lora=config.lora, lora_rank=config.lora_rank,
-                         lora_alpha=config.lora_alpha, train_decoder=True)
-    wrapper, model = prepare_model(sft_like)
-    for parameter in model.adapter.parameters():
-        parameter.requires_grad_(config.train_adaptor)
-    return wrapper, model
-
-
 def trainable_tensors(model: nn.Module, value_head: ValueHead | None) -> dict[str, Tensor]:
     """What a checkpoint holds: the policy's trainable tensors and the value head's (prefixed)."""
-    from .sft import trainable_state
-
     tensors = trainable_state(model)
     if value_head is not None:
         tensors.update({VALUE_PREFIX + k: v.detach().clone() for k, v in value_head.state_dict().items()})
     return tensors
-
-
-def make_optimizer(model: nn.Module, value_head: ValueHead | None, config: RLConfig) -> torch.optim.Optimizer:
-    """AdamW with one group each for the decoder, the adaptor (if trained) and the value head."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in named if not n.startswith("adapter.")], "lr": config.lr},
-        {"params": [p for n, p in named if n.startswith("adapter.")], "lr": config.adaptor_lr},
-    ]
-    if value_head is not None:
-        groups.append({"params": list(value_head.parameters()), "lr": config.value_lr})
-    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=config.weight_decay)
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup over `warmup_steps` RL steps, then constant."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup_steps)))
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -343,19 +329,15 @@ def make_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch
 
 def load_prompts(path: str | Path):
     """The manifest's items (validated, audio present)."""
-    from ..data.manifest import read_manifest
-
     items = read_manifest(path)
     if not items:
-        raise ValueError(f"{path}: the manifest has no items")
+        raise ConfigError(f"{path}: the manifest has no items")
     return items
 
 
 def build_prompt(wrapper, item, base_dir: Path):
-    """The engine prompt of one item: its audio (if any), then `prompt_text(item)`, `<think>\\n` prefilled."""
-    from ..data.traces import prompt_text
-
-    return wrapper.build_prompt(item.audio_path(base_dir), prompt_text(item))
+    """The engine prompt of one item: its audio (if any), then `item_question(item)`, `<think>\\n` prefilled."""
+    return wrapper.build_prompt(item.audio_path(base_dir), item_question(item))
 
 
 def step_seed(seed: int, step: int, stream: int) -> int:
@@ -373,8 +355,7 @@ def train_rl(config: RLConfig, resume: bool = False, progress: bool = True, *, r
     `reward_fn(item, rollout)` replaces the verified reward (custom tasks, tests); `backend` replaces
     the rollout backend named by `config.backend`.
     """
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm.auto import tqdm
+    from torch.utils.tensorboard import SummaryWriter  # tensorboard: slow to import, only logging needs it
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise RuntimeError("RL runs in one process (CPU or one GPU); launch it without accelerate/torchrun")
@@ -389,11 +370,12 @@ def train_rl(config: RLConfig, resume: bool = False, progress: bool = True, *, r
         raise FileExistsError(f"{checkpoints} holds checkpoints of an earlier run: pass resume=True (--resume) "
                               "to continue it, or choose another out directory")
     torch.manual_seed(config.seed)
-    wrapper, policy = prepare_policy(config)
+    wrapper, policy = prepare_model(config)
     policy.to(device).eval()  # no dropout anywhere: old and new log-probs compare like with like
     reference = _frozen_copy(policy) if config.kl_coef > 0 else None
     value_head = None if config.grpo else ValueHead(policy.language_model.config.hidden_size).to(device)
-    optimizer = make_optimizer(policy, value_head, config)
+    value_group = [{"params": list(value_head.parameters()), "lr": config.value_lr}] if value_head else []
+    optimizer = make_optimizer(policy, config, value_group)
     scheduler = make_scheduler(optimizer, config.warmup_steps)
     backend = backend or make_backend(config.backend, policy, wrapper.tokenizer, wrapper.special,
                                       batch_size=config.rollout_batch_size)
@@ -431,8 +413,6 @@ def train_rl(config: RLConfig, resume: bool = False, progress: bool = True, *, r
         writer.close()
     final = None
     if config.save_final:
-        from .sft import export_model
-
         final = export_model(policy, wrapper.tokenizer, out / "final")
     return RLResult(config.steps, metrics.get("rl/reward", float("nan")), metrics.get("rl/accuracy", float("nan")),
                     out, final, time.perf_counter() - started)
@@ -442,8 +422,6 @@ def _rl_step(step: int, config: RLConfig, items: list, base_dir: Path, wrapper, 
              value_head: ValueHead | None, reference: nn.Module | None, optimizer: torch.optim.Optimizer,
              scheduler, backend: RolloutBackend, reward_fn: RewardFn, pad_id: int, out: Path) -> dict[str, float]:
     """Rollouts, rewards, advantages and the PPO update of one step; returns its metrics."""
-    from .sft import global_batch_indices
-
     started = time.perf_counter()
     chosen = [items[i] for i in global_batch_indices(step, config.prompts_per_step, len(items), config.seed)]
     prompts = [build_prompt(wrapper, item, base_dir) for item in chosen]
@@ -609,7 +587,7 @@ def _resume(checkpoints: Path, config: RLConfig, policy: nn.Module, value_head: 
     if found is None:
         return 0
     tensors, optimizer_state, scheduler_state, state = load_checkpoint(found)
-    _check_same_run(state.get("config", {}), config)
+    check_resume(state.get("config", {}), config)
     missing = set(trainable_tensors(policy, value_head)) - set(tensors)
     if missing:
         raise RuntimeError(f"checkpoint {found} lacks trainable tensors: {sorted(missing)[:5]}")
@@ -619,16 +597,6 @@ def _resume(checkpoints: Path, config: RLConfig, policy: nn.Module, value_head: 
     optimizer.load_state_dict(optimizer_state)
     scheduler.load_state_dict(scheduler_state)
     return int(state["step"])
-
-
-def _check_same_run(saved: dict[str, Any], config: RLConfig) -> None:
-    """Refuse to resume a checkpoint made with settings that change the result."""
-    ignore = {"steps", "save_every", "keep_checkpoints", "log_every", "save_final", "out", "samples_per_step",
-              "device"}
-    current = dataclasses.asdict(config)
-    changed = [k for k in current if k not in ignore and k in saved and saved[k] != current[k]]
-    if changed:
-        raise ValueError(f"cannot resume: settings differ from the checkpoint's: {changed}")
 
 
 def _truncate_logs(out: Path, step: int) -> None:
@@ -667,28 +635,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "kl_coef": "KL penalty against the frozen initial policy (0 = none, as in the report)",
         "max_new_tokens": f"response cap (at most {MAX_RESPONSE_TOKENS})",
     }
-    for field in dataclasses.fields(RLConfig):
-        flag = "--" + field.name.replace("_", "-")
-        help_text = helps.get(field.name)
-        if field.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text)
-        elif field.name == "data":
-            parser.add_argument(flag, required=True, help=help_text)
-        else:
-            kind = {"int": int, "float": float}.get(str(field.type), str)
-            parser.add_argument(flag, type=kind, default=field.default, help=help_text)
+    add_config_flags(parser, RLConfig, helps=helps)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--no-progress", action="store_true")
 
 
-def config_from_args(args: argparse.Namespace) -> RLConfig:
-    names = {f.name for f in dataclasses.fields(RLConfig)}
-    return RLConfig(**{k: v for k, v in vars(args).items() if k in names})
-
-
 def run_from_args(args: argparse.Namespace) -> int:
     """`audio-r1 train rl`: train, then print a one-line JSON summary."""
-    result = train_rl(config_from_args(args), resume=args.resume, progress=not args.no_progress)
+    result = train_rl(config_from_flags(RLConfig, args), resume=args.resume, progress=not args.no_progress)
     print(json.dumps({"steps": result.steps, "reward": result.reward, "accuracy": result.accuracy,
                       "out": str(result.out), "final": str(result.final) if result.final else None,
                       "seconds": round(result.seconds, 1)}))
@@ -696,9 +650,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="audio-r1 train rl", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run_from_args(parser.parse_args(argv))
+    return run_stage("audio_r1.train.rl", __doc__, add_arguments, run_from_args, argv)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,11 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from ..engine import Engine, GenerationConfig, Prompt
+from ..errors import AudioR1Error, ConfigError
 from ..tokenizer import SpecialTokenIds
 
 
-class BackendUnavailableError(RuntimeError):
+class BackendUnavailableError(AudioR1Error, RuntimeError):
     """A rollout backend cannot run here (its package is not installed, or it is not implemented)."""
 
 
@@ -35,9 +36,9 @@ class RolloutConfig:
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.temperature <= 0:
-            raise ValueError(f"RL samples: temperature must be > 0, got {self.temperature}")
+            raise ConfigError(f"RL samples: temperature must be > 0, got {self.temperature}")
 
 
 @dataclass
@@ -100,7 +101,7 @@ class EngineBackend:
     def __init__(self, model: torch.nn.Module, tokenizer, special: SpecialTokenIds, batch_size: int = 64,
                  fast: bool = True):
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
         self.batch_size = batch_size
         self.engine = Engine(_PolicyView(model), tokenizer, special, fast=fast)
@@ -108,7 +109,7 @@ class EngineBackend:
     def generate(self, prompts: Sequence[Prompt], n: int, config: RolloutConfig) -> list[Rollout]:
         """`n` responses for each prompt: `len(prompts) * n` rollouts, prompt by prompt."""
         if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+            raise ConfigError(f"n must be >= 1, got {n}")
         jobs = [(group, prompt) for group, prompt in enumerate(prompts) for _ in range(n)]
         rollouts: list[Rollout] = []
         was_training = self.model.training
@@ -154,4 +155,4 @@ def make_backend(name: str, model: torch.nn.Module, tokenizer, special: SpecialT
         return EngineBackend(model, tokenizer, special, batch_size=batch_size)
     if name == "vllm":
         return VLLMBackend(model, tokenizer, special, batch_size=batch_size)
-    raise ValueError(f"unknown rollout backend {name!r}; choose one of {BACKENDS}")
+    raise ConfigError(f"unknown rollout backend {name!r}; choose one of {BACKENDS}")

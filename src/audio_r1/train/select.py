@@ -26,18 +26,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
+from ..api import AudioR1
 from ..chat import parse_reasoning
-from ..data.answers import is_correct
 from ..data.manifest import Item, read_manifest, write_manifest
-from ..data.traces import prompt_text
+from ..engine import GenerationConfig
+from ..errors import ConfigError
 from ..files import write_text_atomic
+from ..processing import item_question
+from ..scoring.answers import is_correct
+from .options import add_config_flags, config_from_flags, run_stage
 
 CACHE = "samples.jsonl"
 COUNTS = "pass_counts.json"
 SELECTED = "selected.jsonl"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class SelectConfig:
     """One selection run; every field but the paths, `limit` and `batch_size` enters the cache key."""
 
@@ -58,13 +64,13 @@ class SelectConfig:
 
     def __post_init__(self) -> None:
         if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
+            raise ConfigError(f"k must be >= 1, got {self.k}")
         if not 0 <= self.low <= self.high <= self.k:
-            raise ValueError(f"the band must satisfy 0 <= low <= high <= k, got {self.low}..{self.high} of {self.k}")
+            raise ConfigError(f"the band must satisfy 0 <= low <= high <= k, got {self.low}..{self.high} of {self.k}")
         if self.temperature <= 0:
-            raise ValueError("pass@k needs sampling: temperature must be > 0")
+            raise ConfigError("pass@k needs sampling: temperature must be > 0")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
 
     def fingerprint(self) -> str:
         """The settings that change the samples (a cached item made with others is sampled again)."""
@@ -164,14 +170,12 @@ def sample_groups(model, items: Sequence[Item], root: Path, k: int, seed: int, b
     Sample j of an item uses the seed `sample_seed(seed, item.id, j)`, so results do not depend on
     batching. `settings` are `GenerationConfig` fields (temperature, max_new_tokens, ...).
     """
-    from ..engine import GenerationConfig
-
     per_call = max(1, batch_size // k)
     for start in range(0, len(items), per_call):
         chunk = list(items[start : start + per_call])
         prompts, configs = [], []
         for item in chunk:
-            prompt = model.build_prompt(item.audio_path(root), prompt_text(item))
+            prompt = model.build_prompt(item.audio_path(root), item_question(item))
             prompts += [prompt] * k
             configs += [GenerationConfig(seed=sample_seed(seed, item.id, j), **settings) for j in range(k)]
         texts = [r.text for r in model.engine.generate(prompts, configs)]
@@ -180,13 +184,11 @@ def sample_groups(model, items: Sequence[Item], root: Path, k: int, seed: int, b
 
 def run_select(config: SelectConfig, *, model=None, progress: bool = True) -> SelectResult:
     """Sample, count, select and write the outputs (see the module docstring). ``model``: an ``AudioR1``."""
-    from tqdm.auto import tqdm
-
     manifest = Path(config.data)
     items = [i for i in read_manifest(manifest) if not config.families or i.family in config.families]
     items = items[: config.limit]
     if not items:
-        raise ValueError(f"no items to select from in {manifest}")
+        raise ConfigError(f"no items to select from in {manifest}")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     cache_path = out / CACHE
@@ -194,8 +196,6 @@ def run_select(config: SelectConfig, *, model=None, progress: bool = True) -> Se
     cached = read_cache(cache_path, fingerprint)
     todo = [item for item in items if item.id not in cached]
     if todo and model is None:
-        from ..api import AudioR1
-
         model = AudioR1.from_pretrained(config.model, progress=False)
     settings = dict(max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
                     max_think_tokens=config.max_think_tokens)
@@ -252,36 +252,31 @@ def _link_audio(item: Item, root: Path, out: Path) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of `audio-r1 select`."""
-    parser.add_argument("--data", required=True, help="suite manifest to select from (JSONL)")
-    parser.add_argument("--model", default="smol", help="'smol', 'tiny' or a model directory")
-    parser.add_argument("--out", default="runs/select")
-    parser.add_argument("-k", "--k", type=int, default=8, help="samples per item (default 8)")
-    parser.add_argument("--band", type=int, nargs=2, default=(3, 6), metavar=("LOW", "HIGH"),
-                        help="keep items with LOW <= passes <= HIGH (default 3 6)")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--max-think-tokens", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=16, help="sequences per generate call")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--families", default=None, help="comma-separated families to consider")
+    """Flags of `audio-r1 select`: one per SelectConfig field, and `--band LOW HIGH` for both bounds."""
+    add_config_flags(parser, SelectConfig, aliases={"k": "-k"}, helps={
+        "data": "suite manifest to select from (JSONL)", "model": "'smol', 'tiny' or a model directory",
+        "k": "samples per item (default 8)", "low": "keep items with at least this many passes (default 3)",
+        "high": "keep items with at most this many passes (default 6)",
+        "batch_size": "sequences per generate call", "families": "comma-separated families to consider"})
+    parser.add_argument("--band", type=int, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="--low and --high at once")
     parser.add_argument("--no-progress", action="store_true")
 
 
-def config_from_args(args: argparse.Namespace) -> SelectConfig:
-    families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
-    return SelectConfig(data=args.data, out=args.out, model=args.model, k=args.k, low=args.band[0],
-                        high=args.band[1], temperature=args.temperature, top_p=args.top_p,
-                        max_new_tokens=args.max_new_tokens, max_think_tokens=args.max_think_tokens,
-                        batch_size=args.batch_size, seed=args.seed, limit=args.limit, families=families)
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run `audio-r1 select` from parsed flags; prints the histogram and where the outputs went."""
-    result = run_select(config_from_args(args), progress=not args.no_progress)
+def run_from_args(args: argparse.Namespace) -> int:
+    """`audio-r1 select`: prints the histogram and where the outputs went."""
+    if args.band is not None:
+        args.low, args.high = args.band
+    result = run_select(config_from_flags(SelectConfig, args), progress=not args.no_progress)
     print(result.histogram)
     print(f"kept {len(result.kept)} of {len(result.counts)} items -> {result.manifest}")
     print(f"pass counts -> {result.counts_path}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("audio_r1.train.select", __doc__, add_arguments, run_from_args, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

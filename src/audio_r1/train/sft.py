@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import functools
 import json
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,49 +32,49 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
+from ..checkpoints import save_pretrained
+from ..errors import ConfigError
 from .checkpointing import latest_checkpoint, load_checkpoint, remove_stale_staging, save_checkpoint
 from .collate import IGNORE, RecordError, TrainingExample, build_example, collate
+from .options import (
+    ModelOptions,
+    OptimiserOptions,
+    RunOptions,
+    add_config_flags,
+    check_options,
+    check_resume,
+    config_from_flags,
+    make_optimizer,
+    make_scheduler,
+    prepare_model,
+    require_positive,
+    run_stage,
+    trainable_state,
+)
 
 
-@dataclass
-class SFTConfig:
+@dataclass(kw_only=True)
+class SFTConfig(ModelOptions, OptimiserOptions, RunOptions):
     """Everything a run needs; saved in every checkpoint so a resumed run can check it matches."""
 
     train: str
     out: str = "runs/sft"
     model: str = "tiny"
+    lora: bool = False
     dev: str | None = None
     steps: int = 100
     batch_size: int = 8  # examples per optimizer step, over all processes
     micro_batch_size: int = 4  # examples per forward pass in one process
-    lr: float = 1e-4
-    adaptor_lr: float = 1e-3
-    weight_decay: float = 0.0
     warmup_steps: int = 10
     min_lr_ratio: float = 0.1
-    max_grad_norm: float = 1.0
     max_length: int = 1024
-    lora: bool = False
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    train_decoder: bool = True
-    save_every: int = 50
     eval_every: int = 50
-    keep_checkpoints: int = 2
-    seed: int = 0
-    log_every: int = 1
-    save_final: bool = True
-    mixed_precision: str = "no"  # "no" or "bf16" (autocast; ~2-3x faster on CPUs with AVX512-BF16)
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "micro_batch_size", "max_length", "save_every", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.adaptor_lr <= 0:
-            raise ValueError("learning rates must be > 0")
-        if self.mixed_precision not in ("no", "bf16"):
-            raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
+        check_options(self)
+        require_positive(self, ("steps", "batch_size", "micro_batch_size", "max_length", "eval_every"))
 
 
 @dataclass
@@ -134,64 +133,6 @@ def _permutation(epoch: int, n: int, seed: int) -> np.ndarray:
 # -------------------------------------------------------------------------------------------- model
 
 
-def prepare_model(config: SFTConfig):
-    """Load the model, freeze the encoder, and choose what trains (full decoder or LoRA)."""
-    from ..api import AudioR1
-
-    wrapper = AudioR1.from_pretrained(config.model, progress=False)
-    model = wrapper.model
-    model.train()
-    for parameter in model.encoder.parameters():
-        parameter.requires_grad_(False)
-    for parameter in model.adapter.parameters():
-        parameter.requires_grad_(True)
-    lm = model.language_model
-    if config.lora:
-        from peft import LoraConfig, get_peft_model
-
-        new_tokens = [wrapper.special.audio_start, wrapper.special.audio_end, wrapper.special.audio_patch,
-                      wrapper.special.think_open, wrapper.special.think_close]
-        lora = LoraConfig(
-            r=config.lora_rank,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=0.0,
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-            trainable_token_indices={"embed_tokens": sorted(set(new_tokens))},
-        )
-        model.language_model = get_peft_model(lm, lora)
-    else:
-        for parameter in lm.parameters():
-            parameter.requires_grad_(config.train_decoder)
-    return wrapper, model
-
-
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors that training changes, by name (what a checkpoint must hold)."""
-    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def make_optimizer(model: torch.nn.Module, config: SFTConfig) -> torch.optim.Optimizer:
-    adaptor = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("adapter.")]
-    decoder = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("adapter.")]
-    groups = [{"params": adaptor, "lr": config.adaptor_lr}]
-    if decoder:
-        groups.append({"params": decoder, "lr": config.lr})
-    return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, config: SFTConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup to the base rate, then cosine decay to `min_lr_ratio` of it."""
-
-    def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-        return config.min_lr_ratio + (1 - config.min_lr_ratio) * cosine
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def token_loss_sum(model: torch.nn.Module, batch) -> torch.Tensor:
     """Sum of next-token cross-entropies over the label tokens of a batch.
 
@@ -210,14 +151,13 @@ def token_loss_sum(model: torch.nn.Module, batch) -> torch.Tensor:
 
 def train_sft(config: SFTConfig, resume: bool = False, progress: bool = True) -> SFTResult:
     """Run (or resume) supervised fine-tuning; returns the final losses and the output directory."""
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
+    from accelerate import Accelerator  # accelerate: slow to import, only training needs it
 
     out = Path(config.out)
     accelerator = Accelerator(log_with="tensorboard", project_dir=str(out), mixed_precision=config.mixed_precision)
     world, rank = accelerator.num_processes, accelerator.process_index
     if config.batch_size % world:
-        raise ValueError(f"batch_size {config.batch_size} must be divisible by the {world} processes")
+        raise ConfigError(f"batch_size {config.batch_size} must be divisible by the {world} processes")
     torch.manual_seed(config.seed)
 
     wrapper, model = prepare_model(config)
@@ -225,7 +165,7 @@ def train_sft(config: SFTConfig, resume: bool = False, progress: bool = True) ->
     train_examples = _examples(config.train, config, wrapper)
     dev_examples = _examples(config.dev, config, wrapper) if config.dev else []
     optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config)
+    scheduler = make_scheduler(optimizer, config.warmup_steps, config.steps, config.min_lr_ratio)
 
     start_step = 0
     checkpoints = out / "checkpoints"
@@ -234,7 +174,7 @@ def train_sft(config: SFTConfig, resume: bool = False, progress: bool = True) ->
         found = latest_checkpoint(checkpoints)
         if found is not None:
             tensors, optimizer_state, scheduler_state, state = load_checkpoint(found)
-            _check_same_run(state.get("config", {}), config)
+            check_resume(state.get("config", {}), config)
             missing = set(trainable_state(model)) - set(tensors)
             if missing:
                 raise RuntimeError(f"checkpoint {found} lacks trainable tensors: {sorted(missing)[:5]}")
@@ -329,8 +269,6 @@ def evaluate_loss(model, examples: Sequence[TrainingExample], config: SFTConfig,
 
 def export_model(model, tokenizer, directory: Path) -> Path:
     """Save the trained model in our layout (LoRA adapters merged into the decoder first)."""
-    from ..checkpoints import save_pretrained
-
     if hasattr(model.language_model, "merge_and_unload"):
         model.language_model = model.language_model.merge_and_unload()
     model.eval()
@@ -346,15 +284,6 @@ def _examples(path: str | None, config: SFTConfig, wrapper) -> list[TrainingExam
     ]
 
 
-def _check_same_run(saved: dict[str, Any], config: SFTConfig) -> None:
-    """Refuse to resume a checkpoint made with settings that change the result."""
-    ignore = {"steps", "save_every", "eval_every", "keep_checkpoints", "log_every", "save_final", "out", "dev"}
-    current = dataclasses.asdict(config)
-    changed = [k for k in current if k not in ignore and k in saved and saved[k] != current[k]]
-    if changed:
-        raise ValueError(f"cannot resume: settings differ from the checkpoint's: {changed}")
-
-
 def _append_metrics(path: Path, step: int, metrics: dict[str, float], accelerator) -> None:
     if accelerator.is_main_process:
         with path.open("a") as handle:
@@ -366,15 +295,8 @@ def _append_metrics(path: Path, step: int, metrics: dict[str, float], accelerato
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The SFT flags, one per SFTConfig field (shared by `audio-r1 train sft` and this module)."""
-    for field in dataclasses.fields(SFTConfig):
-        flag = "--" + field.name.replace("_", "-")
-        if field.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
-        elif field.name == "train":
-            parser.add_argument(flag, default=None, help="SFT records (JSONL); not needed with --preset")
-        else:
-            kind = {"int": int, "float": float}.get(str(field.type), str)
-            parser.add_argument(flag, type=kind, default=field.default)
+    add_config_flags(parser, SFTConfig, optional={"train"},
+                     helps={"train": "SFT records (JSONL); not needed with --preset"})
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     parser.add_argument("--preset", choices=["smol"], default=None,
                         help="reproduce the shipped model: generate the suite, train with its recipe, export the delta")
@@ -382,17 +304,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def config_from_args(args: argparse.Namespace) -> SFTConfig:
-    names = {f.name for f in dataclasses.fields(SFTConfig)}
-    return SFTConfig(**{k: v for k, v in vars(args).items() if k in names})
+def run_from_args(args: argparse.Namespace) -> int:
+    """`audio-r1 train sft`: train from records (or reproduce the shipped model with --preset)."""
+    if args.preset == "smol":
+        from .default_model import train_default  # default_model builds on this module
+
+        out = args.out if args.out != "runs/sft" else f"runs/{args.preset}-sft"
+        result, delta = train_default(args.data_dir, out, resume=True)
+        print(f"delta written to {delta}; copy it to src/audio_r1/assets/smol-sft/ to ship it")
+    elif not args.train:
+        raise ConfigError("give --train RECORDS.jsonl, or --preset smol to reproduce the shipped model")
+    else:
+        result = train_sft(config_from_flags(SFTConfig, args), resume=args.resume, progress=not args.no_progress)
+    print(json.dumps({"steps": result.steps, "final_loss": result.final_loss, "dev_loss": result.dev_loss,
+                      "out": str(result.out), "seconds": round(result.seconds, 1)}))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="audio-r1 train sft", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    from ..cli import cmd_train_sft
-
-    return cmd_train_sft(parser.parse_args(argv))
+    return run_stage("audio_r1.train.sft", __doc__, add_arguments, run_from_args, argv)
 
 
 if __name__ == "__main__":

@@ -16,22 +16,22 @@ from audio_r1.api import AudioR1
 from audio_r1.cli import build_parser
 from audio_r1.data.manifest import Item, write_manifest
 from audio_r1.engine import Prompt
-from audio_r1.train.rewards import RewardBreakdown, RewardWeights, verified_reward
+from audio_r1.scoring.rewards import RewardBreakdown, RewardWeights
+from audio_r1.train.options import config_from_flags, prepare_model
 from audio_r1.train.rl import (
     MAX_RESPONSE_TOKENS,
     RLConfig,
     ValueHead,
     clipped_policy_loss,
     clipped_value_loss,
-    config_from_args,
     final_token_rewards,
     gae,
     group_advantages,
     kl_penalty,
     masked_whiten,
-    prepare_policy,
     response_forward,
     train_rl,
+    verified_reward,
 )
 from audio_r1.train.rollout import (
     BackendUnavailableError,
@@ -174,7 +174,7 @@ def test_cli_flags_build_the_config() -> None:
     args = build_parser().parse_args(["train", "rl", "--model", "tiny", "--data", "m.jsonl", "--out", "o",
                                       "--steps", "3", "--prompts-per-step", "2", "--group-size", "4",
                                       "--max-new-tokens", "32", "--no-format-reward", "--grpo", "--resume"])
-    config = config_from_args(args)
+    config = config_from_flags(RLConfig, args)
     assert (config.steps, config.prompts_per_step, config.group_size, config.max_new_tokens) == (3, 2, 4, 32)
     assert config.grpo and not config.format_reward and args.resume
     assert config.reward_weights().audio_format == 0.0
@@ -234,7 +234,7 @@ def _audio(prompt: Prompt):
 
 def test_engine_backend_groups_rollouts_and_runs_the_lora_policy(tmp_path: Path) -> None:
     config = RLConfig(data="x", model="tiny", lora=True, lora_rank=4, lora_alpha=8)
-    wrapper, policy = prepare_policy(config)
+    wrapper, policy = prepare_model(config)
     with torch.no_grad():  # make the LoRA factors matter
         for name, parameter in policy.named_parameters():
             if "lora_B" in name:

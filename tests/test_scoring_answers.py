@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audio_r1.data.answers import (
+from audio_r1.data.manifest import Item
+from audio_r1.scoring.answers import (
     choice_index,
     is_correct,
     normalise_answer,
@@ -14,7 +15,6 @@ from audio_r1.data.answers import (
     parse_number,
     words_to_number,
 )
-from audio_r1.data.manifest import Item
 
 
 def _item(answer: str, answer_type: str = "choice", choices: list[str] | None = None) -> Item:

@@ -13,7 +13,9 @@ import torch
 from audio_r1.api import AudioR1
 from audio_r1.data.manifest import read_manifest
 from audio_r1.data.suite import generate_suite
-from audio_r1.data.traces import make_trace, prompt_text
+from audio_r1.data.traces import make_trace
+from audio_r1.processing import item_question
+from audio_r1.scoring.verifier import verify
 from audio_r1.train.collate import IGNORE, collate
 from audio_r1.train.dpo import (
     DENIAL_TEMPLATES,
@@ -27,7 +29,6 @@ from audio_r1.train.dpo import (
     sequence_logps,
     train_dpo,
 )
-from audio_r1.verify import verify
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -125,7 +126,7 @@ def test_probes_are_disjoint_audio_questions(suite: Path) -> None:
     assert len(train) == 5 and len(heldout) == 3
     assert not {p.item.id for p in train} & {p.item.id for p in heldout}
     assert all(p.item.audio is not None and Path(p.audio).is_file() for p in train + heldout)
-    assert all(p.prompt.split("\n", 1)[1] == prompt_text(p.item) for p in train)  # an opener, then the question
+    assert all(p.prompt.split("\n", 1)[1] == item_question(p.item) for p in train)  # an opener, then the question
     assert build_probes(items, 5, 3, root=suite.parent, seed=1)[0][0].id == train[0].id
     with pytest.raises(ValueError, match="cannot make"):
         build_probes(items, 50, 50, root=suite.parent)

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 
 from audio_r1.config import AdaptorConfig, AudioEncoderConfig, AudioR1Config
 from audio_r1.modeling import AudioR1ForCausalLM
-from audio_r1.train.default_model import apply_delta, bundled_delta, delta_from_trainable
+from audio_r1.pretrained import apply_delta, bundled_delta, delta_from_trainable
 
 TEXT = {"model_type": "llama", "hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300, "tie_word_embeddings": True,

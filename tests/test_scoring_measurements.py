@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from audio_r1.data.synth import beep, click, concat, place, set_rms_db, silence, tone
-from audio_r1.features import FeatureError, measure, measured_params
+from audio_r1.scoring.measurements import MeasurementError, measure, measured_params
 
 
 def two_tones() -> np.ndarray:
@@ -48,7 +48,7 @@ def test_other_sample_rates_are_resampled_and_bad_input_is_refused() -> None:
     x = 0.3 * np.sin(2 * np.pi * 300.0 * np.arange(sr) / sr).astype(np.float32)
     assert measure(x, sample_rate=sr).f0_hz == pytest.approx(300.0, rel=0.02)
     assert measure(np.zeros(16000, dtype=np.float32)).segments == []
-    with pytest.raises(FeatureError, match="mono"):
+    with pytest.raises(MeasurementError, match="mono"):
         measure(np.zeros((2, 16000)))
-    with pytest.raises(FeatureError, match="NaN"):
+    with pytest.raises(MeasurementError, match="NaN"):
         measure(np.full(16000, np.nan))

@@ -11,10 +11,11 @@ import re
 import unicodedata
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from audio_r1.data.manifest import Item
+from ..config import LETTERS
 
-LETTERS = "ABCDEFGHIJ"
+if TYPE_CHECKING:
+    from ..data.manifest import Item
+
 
 _UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
           "sixteen seventeen eighteen nineteen").split()

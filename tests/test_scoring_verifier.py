@@ -13,14 +13,9 @@ from audio_r1.data.manifest import Item, read_manifest
 from audio_r1.data.suite import SILENT_FAMILIES, generate_suite
 from audio_r1.data.synth import click, concat, place, set_rms_db, silence, tone
 from audio_r1.data.traces import make_trace, surrogate_answer
-from audio_r1.verify import (
-    VerifierConfig,
-    check_claims,
-    coherence_reasons,
-    conclusion,
-    find_cues,
-    verify,
-)
+from audio_r1.scoring.claims import check_claims
+from audio_r1.scoring.grounding import find_cues
+from audio_r1.scoring.verifier import VerifierConfig, coherence_reasons, conclusion, verify
 
 PITCH = {"f0_hz": [440.0, 660.0], "semitones": 7, "ask": "higher"}
 CONTENT_FAMILIES = ("spoken_content", "spoken_arithmetic")

@@ -6,13 +6,9 @@ import pytest
 
 from audio_r1.data.manifest import Item
 from audio_r1.engine import Prompt
-from audio_r1.train.rewards import (
-    RewardWeights,
-    answer_after_think,
-    reasoning_present,
-    score_response,
-    verified_reward,
-)
+from audio_r1.scoring.rewards import RewardWeights, score_response
+from audio_r1.scoring.think import answer_after_think, reasoning_present, think_problem
+from audio_r1.train.rl import verified_reward
 from audio_r1.train.rollout import Rollout
 
 
@@ -88,3 +84,17 @@ def test_verified_reward_scores_a_rollout() -> None:
     rollout = Rollout(group=0, prompt=Prompt([1, 2, 3]), token_ids=[4, 5], text="pitch\n</think>\nB",
                       reasoning="pitch", answer="B", think_tokens=1, finish_reason="stop")
     assert verified_reward()(_item(), rollout).reward == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("text", "prefilled", "problem"), [
+    ("pitch rises\n</think>\nB", True, None),
+    ("<think>\npitch rises\n</think>\nB", None, None),
+    ("pitch rises\n</think>\nB", None, None),
+    ("pitch rises\n</think>\nB", False, "think_missing"),
+    ("pitch rises, then", True, "think_unclosed"),
+    ("a\n</think>\nb\n</think>\nB", True, "think_malformed"),
+    ("<think>\na\n</think>\nB", True, "think_malformed"),
+    ("  \n</think>\nB", True, "think_empty"),
+])
+def test_one_think_block_rule_for_reward_and_verifier(text: str, prefilled: bool | None, problem: str | None) -> None:
+    assert think_problem(text, prefilled_open=prefilled) == problem

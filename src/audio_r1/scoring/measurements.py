@@ -1,6 +1,7 @@
-"""Acoustic features measured from a waveform: the "truth" for audio that comes without parameters.
+"""Acoustic quantities measured from a waveform: the "truth" for audio that comes without parameters.
 
-The grounding verifier checks the numbers a reasoning chain states (Hz, dB, seconds, BPM, counts)
+(These are measurements for checking claims, not the model's input features: those are the log-mels
+of `audio/features.py`.) The claim checker (`claims.py`) checks the numbers a reasoning chain states (Hz, dB, seconds, BPM, counts)
 against an item's true generation parameters. Real recordings have none, so this module measures the
 same quantities from the samples with librosa:
 
@@ -11,7 +12,7 @@ same quantities from the samples with librosa:
   ``librosa.feature.tempo`` on the onset envelope as a second candidate.
 
 :func:`measured_params` turns the result into a ``params`` dict in the vocabulary of
-``grounding.TRUTH_KEYS`` so the same claim checker serves both paths. librosa is imported inside the
+``claims.TRUTH_KEYS`` so the same claim checker serves both paths. librosa is imported inside the
 functions (it is slow to import and only this path needs it).
 """
 
@@ -22,12 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import AudioR1Error
+
 SAMPLE_RATE = 16000
 FRAME = 400  # 25 ms
 HOP = 160  # 10 ms: 100 frames per second, as the model's log-mel front end
 
 
-class FeatureError(ValueError):
+class MeasurementError(AudioR1Error, ValueError):
     """The waveform cannot be measured (empty, not mono, not finite)."""
 
 
@@ -46,7 +49,7 @@ class Segment:
 
 
 @dataclass
-class AudioFeatures:
+class AudioMeasurements:
     """What was measured from one clip."""
 
     duration_s: float
@@ -71,20 +74,20 @@ def measure(
     min_segment_s: float = 0.02,
     fmin: float = 50.0,
     fmax: float = 2000.0,
-) -> AudioFeatures:
+) -> AudioMeasurements:
     """Measure segments, levels, pitch, onsets and tempo of a mono waveform (float, any rate).
 
     ``floor_db``: frames quieter than the loudest frame by more than this are silence; gaps shorter
     than ``min_gap_s`` do not split a segment; segments shorter than ``min_segment_s`` are dropped.
     """
-    import librosa
+    import librosa  # librosa: slow to import, only measuring needs it
 
     x = _mono_float(audio)
     if sample_rate != SAMPLE_RATE:
         x = librosa.resample(x, orig_sr=sample_rate, target_sr=SAMPLE_RATE)
     duration = len(x) / SAMPLE_RATE
     if len(x) < FRAME or not np.any(x):
-        return AudioFeatures(duration_s=duration, rms_db=_db(np.sqrt(np.mean(x**2))) if len(x) else -200.0)
+        return AudioMeasurements(duration_s=duration, rms_db=_db(np.sqrt(np.mean(x**2))) if len(x) else -200.0)
     rms = librosa.feature.rms(y=x, frame_length=FRAME, hop_length=HOP, center=True)[0]
     level = 20 * np.log10(np.maximum(rms, 1e-10))
     active = level > max(level.max() - floor_db, -80.0)
@@ -104,7 +107,7 @@ def measure(
     mask = np.zeros(len(f0), dtype=bool)
     for first, last in spans:
         mask[first : last + 1] = True
-    return AudioFeatures(
+    return AudioMeasurements(
         duration_s=round(duration, 3),
         rms_db=_db(np.sqrt(np.mean(sounding**2))),
         segments=segments,
@@ -114,8 +117,8 @@ def measure(
     )
 
 
-def measured_params(features: AudioFeatures) -> dict[str, Any]:
-    """The measurements as a ``params`` dict the grounding checker reads (``grounding.TRUTH_KEYS``).
+def measured_params(features: AudioMeasurements) -> dict[str, Any]:
+    """The measurements as a ``params`` dict the grounding checker reads (``claims.TRUTH_KEYS``).
 
     Levels of every segment plus the whole sounding part, each segment's pitch with the clip's median
     pitch, segment spans, onsets, the event count and the tempo. Keys without a measurement are left out.
@@ -147,10 +150,10 @@ def _mono_float(audio: np.ndarray) -> np.ndarray:
     if x.ndim == 2 and 1 in x.shape:
         x = x.reshape(-1)
     if x.ndim != 1:
-        raise FeatureError(f"expected a mono waveform (1-D array), got shape {x.shape}")
+        raise MeasurementError(f"expected a mono waveform (1-D array), got shape {x.shape}")
     x = x.astype(np.float32)
     if not np.all(np.isfinite(x)):
-        raise FeatureError("the waveform holds NaN or infinite samples")
+        raise MeasurementError("the waveform holds NaN or infinite samples")
     return x
 
 
@@ -171,7 +174,7 @@ def _spans(active: np.ndarray, max_gap: int, min_len: int) -> list[tuple[int, in
 
 def _pitch_track(x: np.ndarray, fmin: float, fmax: float) -> np.ndarray:
     """Frame-wise F0 (Hz) by YIN on the same 10 ms grid as the RMS frames; NaN where aperiodic."""
-    import librosa
+    import librosa  # librosa: slow to import, only measuring needs it
 
     frame = 2048 if fmin < 2 * SAMPLE_RATE / 1024 else 1024
     f0 = librosa.yin(x, fmin=fmin, fmax=fmax, sr=SAMPLE_RATE, frame_length=frame, hop_length=HOP, center=True)
@@ -219,7 +222,7 @@ def _tempo(x: np.ndarray, onsets_s: list[float]) -> list[float]:
     librosa's beat-level estimate from the onset envelope may pick a multiple of the pulse, so both are
     kept. Empty when the clip has fewer than three onsets: a tempo of two events means nothing.
     """
-    import librosa
+    import librosa  # librosa: slow to import, only measuring needs it
 
     if len(onsets_s) < 3:
         return []

@@ -1,0 +1,358 @@
+"""Acoustic claims in a reasoning chain, and whether the truth supports each one.
+
+A claim is something a chain asserts about this clip that the truth can settle: a number with a unit
+(Hz, BPM, dB, words per second, seconds), a count of events, a categorical cue (a hum, a hiss, silent
+gaps, a major or minor third, an even or uneven beat), an ordinal comparison ("the second tone is
+higher") or a label word ("so the voice is low"). `check_claims` sorts them against the item's true
+``params`` or, for audio without them, against measurements of the waveform (`measurements.py`).
+
+Mentions that assert nothing about this clip are not claims: negated ("not 50 Hz"), quoted speech,
+tests and conditions ("I check for hiss"), thresholds ("above 200 Hz"), general knowledge ("typical
+voices sit near 100 Hz"), and values that merely repeat an answer option ("60 Hz mains hum").
+
+Tolerances: frequencies 5%, tempo 8%, durations and rates 10% (or 0.05 s), levels 3 dB, counts exact;
+measured truth widens every tolerance but the count by `measured_tolerance`. Whether a chain is
+*grounded* is decided once, in `grounding.py`, from these reports.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .answers import words_to_number
+
+if TYPE_CHECKING:
+    from ..data.manifest import Item
+
+_NUMBER = r"(-?\d+(?:\.\d+)?)"
+UNIT_PATTERNS: dict[str, re.Pattern[str]] = {
+    "hz": re.compile(_NUMBER + r"\s*(k?)(?:hz|hertz)\b", re.IGNORECASE),
+    "bpm": re.compile(_NUMBER + r"\s*(?:bpm|beats per minute|beats a minute)", re.IGNORECASE),
+    "db": re.compile(_NUMBER + r"\s*(?:db|decibels?)\b", re.IGNORECASE),
+    "words_per_s": re.compile(_NUMBER + r"\s*(?:words per second|words a second|words/s)", re.IGNORECASE),
+    "seconds": re.compile(_NUMBER + r"\s*(?:s|sec|secs|seconds?)\b(?!\s*(?:per|a)\b)", re.IGNORECASE),
+}
+EVENT_NOUNS = r"(?:distinct\s+|separate\s+|short\s+|sharp\s+)?(?:beeps?|clicks?|events?|knocks?|taps?|pulses?|bursts?|onsets?|sounds?)"
+COUNT_PATTERN = re.compile(r"\b([a-z]+|\d+)\s+(?:" + EVENT_NOUNS + r"|in total)\b", re.IGNORECASE)
+
+# Which params keys hold true values of each kind of claim.
+TRUTH_KEYS: dict[str, tuple[str, ...]] = {
+    "hz": ("f0_hz", "tone_hz", "root_hz", "beep_hz", "hum_hz", "high_above_hz", "low_below_hz"),
+    "bpm": ("bpm",),
+    "db": ("rms_db", "snr_db", "noise_db", "loud_above_db", "quiet_below_db"),
+    "words_per_s": ("words_per_s",),
+    "seconds": ("durations_s", "duration_s", "interval_s", "intervals_s", "segments_s", "onsets_s"),
+    "count": ("count", "n_clicks", "n_events"),
+}
+
+
+# Categorical cues: (pattern, params key, value that makes the cue true).
+CATEGORY_CUES: tuple[tuple[re.Pattern[str], str, Any], ...] = (
+    (re.compile(r"\bhum\b|\bmains\b", re.IGNORECASE), "noise", "hum"),
+    (re.compile(r"(?<!no )(?<!and )\bhiss|white noise|broadband|flat across frequency", re.IGNORECASE), "noise",
+     "white"),
+    (re.compile(r"digital silence|(?:gaps|pauses|background) (?:is|are) (?:completely )?silent|silent gaps"
+                r"|no background noise|no hiss", re.IGNORECASE), "noise", "none"),
+    (re.compile(r"major third|four semitones|4 semitones", re.IGNORECASE), "quality", "major"),
+    (re.compile(r"minor third|three semitones|3 semitones", re.IGNORECASE), "quality", "minor"),
+    (re.compile(r"\bevenly spaced|\bsteady (?:beat|pulse)|equal (?:gaps|intervals)", re.IGNORECASE), "regular", True),
+    (re.compile(r"\buneven|\birregular|unequal (?:gaps|intervals)", re.IGNORECASE), "regular", False),
+)
+
+
+NEGATION = re.compile(r"\b(?:no|not|never|nothing|none|neither|nor|without|isn't|aren't|wasn't|doesn't|don't|"
+                      r"cannot|can't|lacks?)\b", re.IGNORECASE)
+THRESHOLD = re.compile(r"(?:above|below|under|than|beyond|at least|at most|up to|exceeds?|between\s+\S+\s+and)"
+                       r"\s*(?:about|around|roughly)?\s*$", re.IGNORECASE)
+# Mentions inside a test ("I check the low end for a 60 Hz line") or a condition are not assertions.
+HYPOTHETICAL = re.compile(r"\b(?:check(?:s|ing)?|look(?:s|ing)?|listen(?:s|ing)?|search(?:es|ing)?|test(?:s|ing)?)\b"
+                          r"(?:\s+\S+){0,6}?\s+for\b|\b(?:if|whether|unless)\b", re.IGNORECASE)
+# A postfix denial of everything just mentioned: "...for hiss; neither is there".
+DENIED_AFTER = re.compile(r"^\s*[;,:]?\s*(?:but\s+)?(?:neither|none|nothing) (?:of (?:them|these) )?(?:is|are|was|were) "
+                          r"(?:there|present|audible)", re.IGNORECASE)
+REFERENCE = re.compile(r"\b(?:typical(?:ly)?|normal(?:ly)?|usual(?:ly)?|generally|conversational|average|"
+                       r"standard)\b", re.IGNORECASE)
+QUOTED = re.compile(r"\u201c[^\u201d]{0,400}\u201d|\"[^\"\n]{0,400}\"")
+CLAUSE_BREAK = re.compile(r"[.;:!?,()\n]\s|[;:!?()\n]|\bbut\b|\bwhile\b|\bwhereas\b", re.IGNORECASE)
+
+# Cues beyond grounding.CATEGORY_CUES, and counts stated as a tally ("tallying the bursts gives five").
+EXTRA_CATEGORY_CUES: tuple[tuple[re.Pattern[str], str, Any], ...] = (
+    (re.compile(r"\bclean\b(?!\s+(?:tone|sine|note))", re.IGNORECASE), "noise", "none"),
+)
+TALLY_CLAIM = re.compile(r"\b(?:tally(?:ing)?|count(?:ing)?)\b[^.;:]{0,40}?\b(?:gives|is|makes|comes to|yields)\s+"
+                         r"([a-z]+|\d+)\b", re.IGNORECASE)
+# Params that hold the label boundaries, not properties of the clip: a claim near one is not evidence.
+LABEL_THRESHOLDS = frozenset({"high_above_hz", "low_below_hz", "loud_above_db", "quiet_below_db"})
+_COMPARATIVES = {"higher": ("f0_hz", 1), "lower": ("f0_hz", -1), "louder": ("rms_db", 1), "quieter": ("rms_db", -1),
+                 "softer": ("rms_db", -1), "longer": ("durations_s", 1), "shorter": ("durations_s", -1)}
+ORDINAL_CLAIM = re.compile(
+    r"\bthe\s+(first|second)(?:\s+(?:one|tone|note|sound|beep|presentation|voice|word|clip|burst|noise burst))?"
+    r"\s+(?:is|was|sounds|seems|one is)\s+(?:(?:clearly|slightly|much|a bit|noticeably|the)\s+)*"
+    r"(higher|lower|louder|quieter|softer|longer|shorter)\b",
+    re.IGNORECASE,
+)
+_LABEL_SUBJECTS = r"(?:voice|it|this|that|which|speech|tone|note|recording|clip|rate|tempo|beat|pace|pulse|rhythm|" \
+                  r"timing|triad|chord|sound|one|speaking rate)"
+_QUALIFIERS = r"(?:(?:very|quite|rather|clearly|fairly|definitely|actually|really|a|an|still)\s+)*"
+
+
+@dataclass
+class Claim:
+    """One assertion: its kind ("hz", "count", "category", "comparison", "label" ...), value and text."""
+
+    kind: str
+    value: float
+    text: str
+    start: int = -1  # offset of the claim in the text it was found in (-1: unknown)
+
+
+@dataclass
+class ClaimReport:
+    """Claims sorted by whether the truth (``source``: "params", "measured" or "none") supports them."""
+
+    agree: list[Claim] = field(default_factory=list)  # evidence: measurements and cues that match
+    contradicted: list[Claim] = field(default_factory=list)
+    unchecked: list[Claim] = field(default_factory=list)
+    consistent: list[Claim] = field(default_factory=list)  # true comparisons/labels: they restate a conclusion
+    source: str = "none"
+
+
+def extract_claims(reasoning: str) -> list[Claim]:
+    """Quantitative acoustic claims in a text: numbers with a unit, and counts of events."""
+    claims: list[Claim] = []
+    taken: list[tuple[int, int]] = []
+    for kind, pattern in UNIT_PATTERNS.items():
+        for match in pattern.finditer(reasoning):
+            if any(start <= match.start() < end for start, end in taken):
+                continue  # "4 beats per minute" must not also read as a count or seconds
+            value = float(match.group(1))
+            if kind == "hz" and match.group(2):
+                value *= 1000.0
+            claims.append(Claim(kind, value, match.group(0), match.start()))
+            taken.append(match.span())
+    for match in COUNT_PATTERN.finditer(reasoning):
+        number = _as_number(match.group(1))
+        if number is not None:
+            claims.append(Claim("count", float(number), match.group(0), match.start()))
+    return claims
+
+
+def true_values(params: Mapping[str, Any]) -> dict[str, list[float]]:
+    """The item's true values for each kind of claim (lists flattened)."""
+    values: dict[str, list[float]] = {}
+    for kind, keys in TRUTH_KEYS.items():
+        found = [float(v) for key in keys if key in params for v in _flatten(params[key])]
+        if kind == "seconds":
+            found += [end - start for start, end in _pairs(params.get("segments_s"))]
+            found += _gaps(_flatten(params.get("onsets_s", [])))
+        if kind == "hz" and "hum_hz" in params:
+            found += [k * float(params["hum_hz"]) for k in (2, 3, 4)]  # mains harmonics
+        if kind == "db":
+            found += [abs(d) for d in _gaps(_flatten(params.get("rms_db", [])))]  # level differences
+        if found:
+            values[kind] = found
+    return values
+
+
+def agrees(kind: str, claimed: float, truth: Iterable[float], scale: float = 1.0) -> bool:
+    """Whether a claimed value matches any true value of its kind within tolerance.
+
+    ``scale`` widens every tolerance but the exact count (measured truth is noisier than set truth).
+    """
+    for value in truth:
+        if kind == "count" and claimed == value:
+            return True
+        if kind == "hz" and abs(claimed - value) <= 0.05 * scale * abs(value):
+            return True
+        if kind == "bpm" and abs(claimed - value) <= 0.08 * scale * abs(value):
+            return True
+        if kind == "db" and abs(claimed - value) <= 3.0 * scale:
+            return True
+        if kind in ("seconds", "words_per_s") and abs(claimed - value) <= scale * max(0.10 * abs(value), 0.05):
+            return True
+    return False
+
+
+def remove_options(text: str, choices: Iterable[str] | None) -> str:
+    """Blank out verbatim repetitions of answer options (longer than 3 characters), keeping offsets."""
+    for option in sorted(choices or [], key=len, reverse=True):
+        if len(option) > 3:
+            text = re.sub(re.escape(option), lambda m: " " * len(m.group(0)), text, flags=re.IGNORECASE)
+    return text
+
+
+def has_acoustic_truth(params: Mapping[str, Any]) -> bool:
+    """Items whose params hold acoustic cues (spoken content and text maths do not)."""
+    return bool(true_values(params)) or any(key in params for _, key, _ in CATEGORY_CUES)
+
+
+def _as_number(token: str) -> int | None:
+    if token.isdigit():
+        return int(token)
+    try:
+        return words_to_number(token.lower())
+    except (ValueError, KeyError):
+        return None
+
+
+def _flatten(value: Any) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [x for item in value for x in _flatten(item)]
+    return []
+
+
+def _gaps(values: list[float]) -> list[float]:
+    return [b - a for a, b in zip(values, values[1:], strict=False)]
+
+
+def _pairs(value: Any) -> list[tuple[float, float]]:
+    if isinstance(value, list) and all(isinstance(v, list | tuple) and len(v) == 2 for v in value):
+        return [(float(a), float(b)) for a, b in value]
+    return []
+
+
+def strip_quotes(text: str) -> str:
+    """Blank out quoted speech (curly or straight double quotes), keeping offsets."""
+    return QUOTED.sub(lambda m: " " * len(m.group(0)), text)
+
+
+
+
+def check_claims(reasoning: str, item: Item, *, audio: np.ndarray | None = None, measure_audio: bool = True,
+                 measured_tolerance: float = 2.0) -> ClaimReport:
+    """Sort the chain's assertions into agreeing, contradicted and unchecked.
+
+    Truth is the item's params when they hold acoustic values, else (with ``audio``) measured features.
+    """
+    params, scale, source = item.params, 1.0, "params"
+    if not has_acoustic_truth(item.params):
+        params, scale, source = {}, measured_tolerance, "none"
+        if audio is not None and measure_audio:
+            from .measurements import measure, measured_params  # librosa: slow to import, only this path
+
+            params, source = measured_params(measure(audio)), "measured"
+    report = ClaimReport(source=source)
+    said = strip_quotes(reasoning)
+    text = remove_options(said, item.choices)  # repeating an option verbatim is not evidence
+    truth = true_values({k: v for k, v in params.items() if k not in LABEL_THRESHOLDS})
+    for claim in extract_claims(text) + _tally_claims(text):
+        if not asserted(text, claim.start) or _after_threshold(text, claim.start):
+            continue
+        if claim.kind not in truth:
+            report.unchecked.append(claim)
+        else:
+            ok = agrees(claim.kind, claim.value, truth[claim.kind], scale)
+            (report.agree if ok else report.contradicted).append(claim)
+    for claim, ok in _categorical_claims(text, said, params):
+        if ok is None:
+            report.unchecked.append(claim)
+        elif not ok:
+            report.contradicted.append(claim)
+        else:
+            (report.agree if claim.kind == "category" else report.consistent).append(claim)
+    return report
+
+
+def _tally_claims(text: str) -> list[Claim]:
+    claims = []
+    for m in TALLY_CLAIM.finditer(text):
+        value = int(m.group(1)) if m.group(1).isdigit() else words_to_number(m.group(1).lower())
+        if value is not None:
+            claims.append(Claim("count", float(value), m.group(0), m.start(1)))
+    return claims
+
+
+def _categorical_claims(text: str, said: str, params: Mapping[str, Any]) -> list[tuple[Claim, bool | None]]:
+    """Categorical claims, each with its truth (None: unknown).
+
+    Noise, interval and regularity cues are read from ``text`` (options removed); ordinal comparisons
+    and label words from ``said``, since "the first tone is higher" repeats an option yet states a claim.
+    """
+    found: list[tuple[Claim, bool | None]] = []
+    for pattern, key, value in CATEGORY_CUES + EXTRA_CATEGORY_CUES:
+        for m in pattern.finditer(text):
+            if key in params and asserted(text, m.start()):
+                found.append((Claim("category", 0.0, m.group(0), m.start()), params[key] == value))
+    for m in ORDINAL_CLAIM.finditer(said):
+        if not asserted(said, m.start()):
+            continue
+        key, sign = _COMPARATIVES[m.group(2).lower()]
+        values = _pair(params, key)
+        claim = Claim("comparison", 0.0, m.group(0), m.start())
+        if values is None or values[0] == values[1]:
+            found.append((claim, None))
+        else:
+            named = 0 if m.group(1).lower() == "first" else 1
+            top = int(np.argmax(values)) if sign > 0 else int(np.argmin(values))
+            found.append((claim, named == top))
+    labels = _labels(params)
+    if labels:
+        words = "|".join(sorted(map(re.escape, labels), key=len, reverse=True))
+        patterns = (rf"\b{_LABEL_SUBJECTS}\s+(?:is|are|sounds|seems|must be|was|falls in the)\s+{_QUALIFIERS}"
+                    rf"({words})\b(?!-)", rf"\b(?:a|an)\s+({words})(?:-pitched)?\s+(?:voice|tempo|register|pulse|"
+                    rf"chord|rate|pace|speaker|recording|triad)\b", rf"\b({words})-pitched\b")
+        for pattern in patterns:
+            for m in re.finditer(pattern, said, re.IGNORECASE):
+                if asserted(said, m.start()):
+                    found.append((Claim("label", 0.0, m.group(0), m.start()), labels[m.group(1).lower()]))
+    return found
+
+
+def _labels(params: Mapping[str, Any]) -> dict[str, bool]:
+    """Words that name the property in question, each mapped to whether it is true of this item."""
+    if "trap" in params and "truth" in params:
+        return {str(params["truth"]): True, str(params["claim"]): False}
+    for key, words in (("register", ("high", "low")), ("rate", ("fast", "slow")), ("band", ("slow", "medium", "fast")),
+                       ("quality", ("major", "minor"))):
+        if key in params:
+            return {w: params[key] == w for w in words}
+    return {}
+
+
+def _pair(params: Mapping[str, Any], key: str) -> list[float] | None:
+    """Two values to compare: the params list, or for measured params the two segments' values."""
+    values = params.get(key)
+    if key == "durations_s" and values is None and "segments_s" in params:
+        values = [b - a for a, b in params["segments_s"]]
+    if isinstance(values, list) and len(values) >= 2 and all(isinstance(v, int | float) for v in values[:2]):
+        return [float(values[0]), float(values[1])]
+    return None
+
+
+def clause_prefix(text: str, start: int) -> str:
+    """The text of the clause that contains offset ``start``, up to it."""
+    head = text[:start]
+    breaks = list(CLAUSE_BREAK.finditer(head))
+    return head[breaks[-1].end():] if breaks else head
+
+
+def _clause(text: str, start: int) -> str:
+    tail = CLAUSE_BREAK.search(text, start)
+    return clause_prefix(text, start) + text[start : tail.start() if tail else len(text)]
+
+
+def asserted(text: str, start: int) -> bool:
+    """Whether the mention at ``start`` asserts something about this clip.
+
+    False for negated, tested or conditional mentions ("no line at 60 Hz", "I check for hiss", "if it
+    were ...", "...; neither is there") and for general knowledge ("typical voices sit near 100 Hz").
+    """
+    prefix = clause_prefix(text, start)
+    if NEGATION.search(prefix) or HYPOTHETICAL.search(prefix) or REFERENCE.search(_clause(text, start)):
+        return False
+    tail = CLAUSE_BREAK.search(text, start)
+    return not (tail and DENIED_AFTER.match(text, tail.start()))
+
+
+def _after_threshold(text: str, start: int) -> bool:
+    """A value used as a threshold ("above 200 Hz", "between 90 and 130 BPM") is not a measurement."""
+    return THRESHOLD.search(clause_prefix(text, start)) is not None

@@ -1,0 +1,67 @@
+"""Acoustic claims: what counts as one, and how each is checked against the truth."""
+
+from __future__ import annotations
+
+import pytest
+
+from audio_r1.data.manifest import Item
+from audio_r1.scoring.claims import (
+    check_claims,
+    extract_claims,
+    has_acoustic_truth,
+    remove_options,
+    true_values,
+)
+
+PITCH = {"f0_hz": [440.0, 660.0], "semitones": 7}
+COUNT = {"count": 5, "onsets_s": [0.2, 0.6, 1.0, 1.4, 1.8]}
+
+
+def item(params: dict, choices: list[str] | None = None) -> Item:
+    return Item(id="x", family="pitch_compare", split="test", audio="a.wav", question="?", choices=choices,
+                answer="The second tone", answer_type="choice", params=params, transcript=None, voice=None, seed=0)
+
+
+def test_units_and_counts_are_extracted() -> None:
+    text = "First near 441 Hz, then 1.2 kHz; about 118 beats per minute, -20 dB, 0.5 s gaps, five beeps."
+    kinds = {(c.kind, c.value) for c in extract_claims(text)}
+    assert {("hz", 441.0), ("hz", 1200.0), ("bpm", 118.0), ("db", -20.0), ("seconds", 0.5), ("count", 5.0)} <= kinds
+
+
+@pytest.mark.parametrize(
+    ("text", "agree", "contradicted"),
+    [
+        ("The first tone sits near 445 Hz and the second near 650 Hz.", [445.0, 650.0], []),
+        ("First about 440 Hz, second about 1000 Hz.", [440.0], [1000.0]),
+        ("I count four distinct beeps.", [], [4.0]),
+    ],
+)
+def test_claims_are_sorted_by_the_truth(text: str, agree: list[float], contradicted: list[float]) -> None:
+    params = COUNT if "beeps" in text else PITCH
+    report = check_claims(text, item(params))
+    assert [c.value for c in report.agree] == agree
+    assert [c.value for c in report.contradicted] == contradicted
+    assert report.source == "params"
+
+
+@pytest.mark.parametrize("text", ["There is no line at 1000 Hz.", "I check the low end for a 1000 Hz line.",
+                                  "Typical voices sit near 1000 Hz.", "It is above 1000 Hz.",
+                                  "The speaker says \u201cit is 1000 Hz\u201d."])
+def test_mentions_that_assert_nothing_are_not_claims(text: str) -> None:
+    report = check_claims(text, item(PITCH))
+    assert report.agree == report.contradicted == []
+
+
+def test_repeating_an_option_is_not_evidence() -> None:
+    choices = ["60 Hz mains hum", "white noise", "no background noise"]
+    params = {"noise": "hum", "hum_hz": 60}
+    assert check_claims("I'd say 60 Hz mains hum.", item(params, choices)).agree == []
+    assert check_claims("Energy peaks at 60 Hz with a harmonic at 120 Hz.", item(params, choices)).agree
+    assert remove_options("so: white noise.", choices) == "so: " + " " * len("white noise") + "."
+
+
+def test_truth_includes_derived_values() -> None:
+    values = true_values({"rms_db": [-30.0, -18.0], "onsets_s": [0.1, 0.35], "hum_hz": 50})
+    assert 12.0 in values["db"] and 150.0 in values["hz"]
+    assert pytest.approx(0.25) in values["seconds"]
+    assert not has_acoustic_truth({"category": "animal", "word": "horse"})
