@@ -82,3 +82,12 @@ def test_ask_on_smol_end_to_end() -> None:
     assert reply["usage"]["reasoning_tokens"] >= 8
     assert reply["reasoning"].strip()
     assert reply["usage"]["audio_seconds"] == pytest.approx(2.3)
+
+
+def test_check_claims_reports_each_claim_with_the_measured_value() -> None:
+    done = run("ask", str(EXAMPLE), "Which tone is higher?", "--model", "tiny", "--max-new-tokens", "12",
+               "--check-claims", "--json")
+    reply = json.loads(done.stdout)
+    assert isinstance(reply["claims"], list) and isinstance(reply["grounded"], bool)  # tiny states no real claims
+    refused = run("ask", str(EXAMPLE), "?", "--model", "tiny", "--check-claims", "--stream", check=False)
+    assert refused.returncode == 2 and "--check-claims" in refused.stderr and "Traceback" not in refused.stderr

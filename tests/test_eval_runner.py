@@ -129,6 +129,6 @@ def test_cli_eval_suite_keeps_its_report(tmp_path: Path, capsys: pytest.CaptureF
                  "--batch-size", "7", "--run-dir", str(tmp_path / "run"), "--out", str(out), "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "| family | n | accuracy | chance | grounding rate | mean think tokens |" in printed
+    assert "| family | n | accuracy | chance | grounding rate | faithful (judged) | mean think tokens |" in printed
     report = json.loads(out.read_text())
     assert report["overall"]["n"] == 14 and {"settings", "families", "items"} <= set(report)

@@ -65,3 +65,40 @@ def test_truth_includes_derived_values() -> None:
     assert 12.0 in values["db"] and 150.0 in values["hz"]
     assert pytest.approx(0.25) in values["seconds"]
     assert not has_acoustic_truth({"category": "animal", "word": "horse"})
+
+
+LEVELS = {"rms_db": [-9.0, -20.0], "ask": "louder"}
+
+
+def test_a_level_bound_to_its_segment_is_checked_against_that_segment_only() -> None:
+    """Swapped levels each match *some* true value; bound to their segments both are wrong."""
+    swapped = check_claims("The first tone is at -20 dB and the second at -9 dB.", item(LEVELS))
+    assert [c.value for c in swapped.contradicted] == [-20.0, -9.0] and swapped.agree == []
+    right = check_claims("Level of the first: around -9 dBFS. Level of the second: around -20 dBFS.", item(LEVELS))
+    assert [c.value for c in right.agree] == [-9.0, -20.0]
+    difference = check_claims("The second is 11 dB quieter than the first.", item(LEVELS))
+    assert [c.value for c in difference.agree] == [11.0]  # a difference, not the second's level
+
+
+def test_a_third_tone_the_clip_does_not_have_is_contradicted() -> None:
+    report = check_claims("The third tone sits near 440 Hz.", item(PITCH | {"ask": "higher"}))
+    assert [c.value for c in report.contradicted] == [440.0]
+
+
+@pytest.mark.parametrize(("text", "agrees"), [
+    ("The onsets fall at about 0.22, 0.55, 0.91, 1.23 s.", False),  # the issue's invented onsets
+    ("Beeps at 0.00, 0.37, 0.74 s.", True),
+    ("Beeps at 0.00, 0.37, 0.74, 1.11, 1.48 s.", False),  # more onsets than the clip has
+    ("Beeps at 0.01, 0.36 and 0.75 s.", True),
+])
+def test_onset_lists_are_checked_element_by_element(text: str, agrees: bool) -> None:
+    report = check_claims(text, item({"count": 3, "onsets_s": [0.0, 0.37, 0.74]}))
+    lists = [c for c in report.agree + report.contradicted if c.kind == "onsets"]
+    assert len(lists) == 1 and (lists[0] in report.agree) is agrees
+    assert not [c for c in report.agree + report.contradicted if c.kind == "seconds"]  # not also a lone 0.74 s
+
+
+def test_interval_lists_are_checked_against_the_gaps() -> None:
+    rhythm = item({"regular": False, "intervals_s": [0.48, 0.54, 0.21]})
+    assert check_claims("The spacing keeps changing (roughly 0.48, 0.55, 0.22 s).", rhythm).agree
+    assert check_claims("The spacing keeps changing (roughly 0.30, 0.30, 0.30 s).", rhythm).contradicted

@@ -56,3 +56,23 @@ def test_text_questions_are_not_judged_by_the_rate() -> None:
     assert judge_grounding("2 + 3 = 5", text_item).grounded
     assert not is_checkable(text_item) and is_checkable(item(PITCH))
     assert score_item(text_item, "2 + 3 = 5", "5", 3).grounded is None
+
+
+def test_a_users_clip_is_judged_against_its_measurements() -> None:
+    """`ask --check-claims`: any audio, no true parameters; each claim meets the measured value."""
+    import numpy as np
+
+    from audio_r1.scoring.grounding import UserClip
+
+    rate = 16000
+    t = np.arange(int(0.6 * rate)) / rate
+    gap = np.zeros(int(0.3 * rate))
+    audio = np.concatenate([gap, 0.3 * np.sin(2 * np.pi * 440 * t), gap, 0.3 * np.sin(2 * np.pi * 660 * t), gap])
+    judged = judge_grounding("The first tone sits near 440 Hz and the second near 900 Hz.", UserClip("Which?"),
+                             audio=audio.astype(np.float32))
+    assert judged.claims.source == "measured" and not judged.grounded
+    first, second = judged.claims.lines()
+    assert first.startswith("✓ 440 Hz (measured 4") and second.startswith("✗ 900 Hz (measured 6")
+    right = judge_grounding("The first tone sits near 440 Hz and the second near 660 Hz.", UserClip("Which?"),
+                            audio=audio.astype(np.float32))
+    assert right.grounded

@@ -98,3 +98,15 @@ def test_verified_reward_scores_a_rollout() -> None:
 ])
 def test_one_think_block_rule_for_reward_and_verifier(text: str, prefilled: bool | None, problem: str | None) -> None:
     assert think_problem(text, prefilled_open=prefilled) == problem
+
+
+def test_the_grounding_term_is_off_by_default_and_adds_its_weight() -> None:
+    grounded = "The first note sits near 262 Hz and the second near 330 Hz, so the second is higher.\n</think>\n" \
+               "The second note"
+    item = _item(params={"f0_hz": [262.0, 330.0], "ask": "higher"})
+    plain = score_response(item, grounded)
+    assert plain.grounded is None and plain.reward == pytest.approx(1.0)
+    scored = score_response(item, grounded, RewardWeights().with_grounding(0.5))
+    assert scored.grounded is True and scored.reward == pytest.approx(1.5)
+    wrong = grounded.replace("262 Hz", "500 Hz")
+    assert score_response(item, wrong, RewardWeights().with_grounding(0.5)).grounded is False

@@ -47,6 +47,11 @@ def _check_audio_input(path: str | None) -> None:
 
 def cmd_ask(args: argparse.Namespace) -> int:
     _check_audio_input(args.audio)  # before loading the model
+    if args.check_claims and (args.audio is None or args.stream):
+        from .errors import ConfigError  # lazy: a fast start
+
+        raise ConfigError("--check-claims measures the clip after the whole reply: give an audio file, "
+                          "and leave out --stream")
     from .api import AudioR1  # lazy: a fast start
 
     model = AudioR1.from_pretrained(args.model, quantize="int8" if args.int8 else None)
@@ -62,12 +67,25 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print()
         return 0
     reply = model.ask(args.audio, args.question, system=args.system, think=not args.no_think, **gen)
+    judgement = _check_claims(args, reply.reasoning) if args.check_claims else None
     if args.json:
-        print(json.dumps(reply.to_dict(), indent=2, ensure_ascii=False))
+        out = reply.to_dict()
+        if judgement is not None:
+            out["claims"] = [{"text": c.claim.text.strip(), "kind": c.claim.kind, "verdict": c.verdict,
+                              "measured": c.truth} for c in sorted(judgement.claims.checks,
+                                                                   key=lambda c: c.claim.start)]
+            out["grounded"], out["grounding_reasons"] = judgement.grounded, judgement.reasons
+        print(json.dumps(out, indent=2, ensure_ascii=False))
         return 0
     if reply.reasoning:
         print("thinking:\n" + reply.reasoning.strip() + "\n")
     print("answer:\n" + reply.answer.strip())
+    if judgement is not None:
+        print("\nclaims (checked against measurements of the clip):")
+        for line in judgement.claims.lines() or ["(no acoustic claim to check)"]:
+            print("  " + line)
+        verdict = "yes" if judgement.grounded else f"no ({', '.join(judgement.reasons)})"
+        print(f"grounded: {verdict}")
     t = reply.timings
     print(
         f"\n[{reply.usage.prompt_tokens} prompt + {reply.usage.completion_tokens} generated tokens "
@@ -76,6 +94,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _check_claims(args: argparse.Namespace, reasoning: str):
+    """`--check-claims`: the reply's claims held against measurements of the clip (librosa)."""
+    from .audio import load_audio  # lazy: a fast start
+    from .scoring.grounding import UserClip, judge_grounding  # lazy: a fast start
+
+    return judge_grounding(reasoning, UserClip(args.question), audio=load_audio(args.audio))
 
 
 def _human(n: float, unit: str = "") -> str:
@@ -232,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--int8", action="store_true", help="int8 decoder weights (CPU)")
     ask.add_argument("--stream", action="store_true", help="print reasoning and answer as they are generated")
     ask.add_argument("--json", action="store_true", help="print the reply as JSON")
+    ask.add_argument("--check-claims", action="store_true",
+                     help="measure the clip and show each acoustic claim of the reasoning with ✓/✗ and the measured "
+                          "value beside it")
     ask.set_defaults(func=cmd_ask)
 
     info = commands.add_parser("info", help="parameters and memory of a preset or model directory")

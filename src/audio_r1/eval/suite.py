@@ -6,7 +6,8 @@
 Per family it reports accuracy, the chance level (1 / number of options for multiple choice, 0 for
 open answers), and the grounding rate: the share of reasoning chains that are grounded by the
 project's one definition (`scoring.grounding.judge_grounding`, the same test MGRD filters with),
-over the items that have true acoustic parameters. The surrogate-trap family, whose words
+over the items that have true acoustic parameters, and the faithful rate: the share of chains whose
+answer follows from their own claims (`scoring.faithfulness`), over the chains whose claims decide it. The surrogate-trap family, whose words
 contradict the sound, is reported on its own line as well as in the overall figure.
 """
 
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 from ..data.manifest import Item, read_manifest
 from ..processing import item_question
 from ..scoring.answers import is_correct
+from ..scoring.faithfulness import judge_faithfulness
 from ..scoring.grounding import is_checkable, judge_grounding
 
 TRAP_FAMILY = "surrogate_trap"
@@ -40,6 +42,7 @@ class ItemResult:
     reasoning: str
     answer: str
     think_tokens: int
+    faithful: bool | None = None  # None: the chain's claims do not decide its answer
 
 
 @dataclass
@@ -50,6 +53,8 @@ class FamilyScore:
     chance: float
     grounding_rate: float | None
     mean_think_tokens: float
+    faithful_rate: float | None = None  # over the chains whose claims decide the answer
+    faithful_n: int = 0
 
     @property
     def interval(self) -> float:
@@ -69,15 +74,16 @@ class SuiteReport:
 
     def to_markdown(self) -> str:
         lines = [
-            "| family | n | accuracy | chance | grounding rate | mean think tokens |",
-            "|---|---|---|---|---|---|",
+            "| family | n | accuracy | chance | grounding rate | faithful (judged) | mean think tokens |",
+            "|---|---|---|---|---|---|---|",
         ]
         for score in [*self.families, self.overall]:
             name = f"**{score.family}**" if score is self.overall else score.family
             grounding = "n/a" if score.grounding_rate is None else f"{score.grounding_rate:.1%}"
+            faithful = "n/a" if score.faithful_rate is None else f"{score.faithful_rate:.1%} ({score.faithful_n})"
             lines.append(
                 f"| {name} | {score.n} | {score.accuracy:.1%} ± {score.interval:.1%} | {score.chance:.1%} "
-                f"| {grounding} | {score.mean_think_tokens:.0f} |"
+                f"| {grounding} | {faithful} | {score.mean_think_tokens:.0f} |"
             )
         return "\n".join(lines)
 
@@ -124,7 +130,8 @@ def evaluate_suite(
 def score_item(item: Item, reasoning: str, answer: str, think_tokens: int) -> ItemResult:
     chance = 1.0 / len(item.choices) if item.choices else 0.0
     grounded = judge_grounding(reasoning, item).grounded if is_checkable(item) else None
-    return ItemResult(item.id, item.family, is_correct(item, answer), chance, grounded, reasoning, answer, think_tokens)
+    return ItemResult(item.id, item.family, is_correct(item, answer), chance, grounded, reasoning, answer, think_tokens,
+                      judge_faithfulness(reasoning, answer, item))
 
 
 def summarise(results: list[ItemResult], settings: dict[str, Any] | None = None) -> SuiteReport:
@@ -138,6 +145,7 @@ def summarise(results: list[ItemResult], settings: dict[str, Any] | None = None)
 def _score(name: str, group: list[ItemResult]) -> FamilyScore:
     n = len(group)
     checkable = [r for r in group if r.grounded is not None]
+    judged = [r for r in group if r.faithful is not None]
     return FamilyScore(
         family=name,
         n=n,
@@ -145,6 +153,8 @@ def _score(name: str, group: list[ItemResult]) -> FamilyScore:
         chance=sum(r.chance for r in group) / n if n else 0.0,
         grounding_rate=sum(bool(r.grounded) for r in checkable) / len(checkable) if checkable else None,
         mean_think_tokens=sum(r.think_tokens for r in group) / n if n else 0.0,
+        faithful_rate=sum(bool(r.faithful) for r in judged) / len(judged) if judged else None,
+        faithful_n=len(judged),
     )
 
 

@@ -10,8 +10,12 @@ Mentions that assert nothing about this clip are not claims: negated ("not 50 Hz
 tests and conditions ("I check for hiss"), thresholds ("above 200 Hz"), general knowledge ("typical
 voices sit near 100 Hz"), and values that merely repeat an answer option ("60 Hz mains hum").
 
-Tolerances: frequencies 5%, tempo 8%, durations and rates 10% (or 0.05 s), levels 3 dB, counts exact;
-measured truth widens every tolerance but the count by `measured_tolerance`. Whether a chain is
+A measurement bound to a segment by an ordinal ("the second near 671 Hz", "level of the first: -29
+dBFS") is checked against that segment only, not against any true value; a list of times ("onsets at
+0.22, 0.55, 0.91 s", "spacing 0.37, 0.55, 0.29 s") is checked element by element.
+
+Tolerances: frequencies 5%, tempo 8%, durations and rates 10% (or 0.05 s), levels 3 dB, onsets 0.05 s,
+counts exact; measured truth widens every tolerance but the count by `measured_tolerance`. Whether a chain is
 *grounded* is decided once, in `grounding.py`, from these reports.
 """
 
@@ -33,7 +37,7 @@ _NUMBER = r"(-?\d+(?:\.\d+)?)"
 UNIT_PATTERNS: dict[str, re.Pattern[str]] = {
     "hz": re.compile(_NUMBER + r"\s*(k?)(?:hz|hertz)\b", re.IGNORECASE),
     "bpm": re.compile(_NUMBER + r"\s*(?:bpm|beats per minute|beats a minute)", re.IGNORECASE),
-    "db": re.compile(_NUMBER + r"\s*(?:db|decibels?)\b", re.IGNORECASE),
+    "db": re.compile(_NUMBER + r"\s*(?:dbfs|db|decibels?)\b", re.IGNORECASE),
     "words_per_s": re.compile(_NUMBER + r"\s*(?:words per second|words a second|words/s)", re.IGNORECASE),
     "seconds": re.compile(_NUMBER + r"\s*(?:s|sec|secs|seconds?)\b(?!\s*(?:per|a)\b)", re.IGNORECASE),
 }
@@ -101,14 +105,58 @@ _LABEL_SUBJECTS = r"(?:voice|it|this|that|which|speech|tone|note|recording|clip|
 _QUALIFIERS = r"(?:(?:very|quite|rather|clearly|fairly|definitely|actually|really|a|an|still)\s+)*"
 
 
+# A list of three or more times ("0.22, 0.55, 0.91 s"): onsets, or the gaps between them.
+TIME_LIST = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:\s*s\b)?(?:(?:\s*,\s*(?:and\s+)?|\s+and\s+)\d+(?:\.\d+)?(?:\s*s\b)?){2,}"
+                       r"\s*(?:s|sec|secs|seconds)\b", re.IGNORECASE)
+_LIST_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_INTERVAL_WORDS = re.compile(r"\b(?:spacing|spaced|intervals?|inter-onset|gaps?|apart)\b", re.IGNORECASE)
+_ONSET_WORDS = re.compile(r"\b(?:onsets?|beeps?|clicks?|events?|taps?|knocks?|pulses?|bursts?|starts?|at)\b",
+                          re.IGNORECASE)
+# A number bound to one segment by the ordinal before it in its clause ("the second near 671 Hz").
+_ORDINAL = re.compile(r"\b(first|second|third|1st|2nd|3rd)\b", re.IGNORECASE)
+_ORDINAL_INDEX = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2}
+# Where an ordinal's reach ends: a sentence, a comma or a contrast ("Level of the first: -29 dB" binds).
+_BINDING_BREAK = re.compile(r"[.;!?\n](?:\s|$)|,|\bbut\b|\bwhile\b|\bwhereas\b|\bthen\b", re.IGNORECASE)
+# ...unless the number is a difference ("7 dB louder", "by 200 Hz", "a difference of 12 dB").
+_DIFFERENCE_AFTER = re.compile(r"\s*(?:louder|quieter|softer|higher|lower|longer|shorter|more|less|apart|above|"
+                               r"below|difference)\b", re.IGNORECASE)
+_DIFFERENCE_BEFORE = re.compile(r"\b(?:by|difference|differ\w*|gap|step|interval)\b[^.;:]{0,25}$", re.IGNORECASE)
+# Which per-segment params a bound claim of each kind is checked against.
+SEGMENT_KEYS = {"hz": "f0_hz", "db": "rms_db", "seconds": "durations_s"}
+
+
 @dataclass
 class Claim:
-    """One assertion: its kind ("hz", "count", "category", "comparison", "label" ...), value and text."""
+    """One assertion: its kind ("hz", "count", "onsets", "category", "comparison", "label" ...), value, text.
+
+    `segment` is the 0-based segment an ordinal binds it to ("the second tone at 660 Hz"); `values`
+    holds the times of a list claim ("onsets at 0.22, 0.55, 0.91 s").
+    """
 
     kind: str
     value: float
     text: str
     start: int = -1  # offset of the claim in the text it was found in (-1: unknown)
+    segment: int | None = None
+    values: tuple[float, ...] = ()
+
+
+@dataclass
+class ClaimCheck:
+    """One claim's verdict and the true (or measured) value it was held against (None: not a number)."""
+
+    claim: Claim
+    verdict: str  # "verified", "contradicted", "unverifiable" or "consistent" (a true comparison or label)
+    truth: float | tuple[float, ...] | None = None
+
+    def describe(self, measured: bool = False) -> str:
+        """One line for a user: "✗ -31 dB (measured -9.0)", "✓ 440 Hz (true 441.0)", "? 3 beeps"."""
+        mark = {"verified": "✓", "consistent": "✓", "contradicted": "✗"}.get(self.verdict, "?")
+        line = f"{mark} {self.claim.text.strip()}"
+        if self.truth is not None:
+            shown = ", ".join(f"{v:g}" for v in self.truth) if isinstance(self.truth, tuple) else f"{self.truth:g}"
+            line += f" ({'measured' if measured else 'true'} {shown})"
+        return line
 
 
 @dataclass
@@ -120,12 +168,25 @@ class ClaimReport:
     unchecked: list[Claim] = field(default_factory=list)
     consistent: list[Claim] = field(default_factory=list)  # true comparisons/labels: they restate a conclusion
     source: str = "none"
+    checks: list[ClaimCheck] = field(default_factory=list)  # every claim above, in the order of the text
+
+    def lines(self) -> list[str]:
+        """Each claim with ✓ / ✗ / ? and the value it was held against, in the order of the text."""
+        ordered = sorted(self.checks, key=lambda check: check.claim.start)
+        return [check.describe(measured=self.source == "measured") for check in ordered]
 
 
 def extract_claims(reasoning: str) -> list[Claim]:
     """Quantitative acoustic claims in a text: numbers with a unit, and counts of events."""
     claims: list[Claim] = []
     taken: list[tuple[int, int]] = []
+    for match in TIME_LIST.finditer(reasoning):
+        context = reasoning[max(0, match.start() - 80):match.start()]
+        kind = "intervals" if _INTERVAL_WORDS.search(context) else "onsets" if _ONSET_WORDS.search(context) else None
+        if kind is not None:
+            values = tuple(float(v) for v in _LIST_NUMBER.findall(match.group(0)))
+            claims.append(Claim(kind, float(len(values)), match.group(0), match.start(), values=values))
+            taken.append(match.span())
     for kind, pattern in UNIT_PATTERNS.items():
         for match in pattern.finditer(reasoning):
             if any(start <= match.start() < end for start, end in taken):
@@ -133,13 +194,57 @@ def extract_claims(reasoning: str) -> list[Claim]:
             value = float(match.group(1))
             if kind == "hz" and match.group(2):
                 value *= 1000.0
-            claims.append(Claim(kind, value, match.group(0), match.start()))
+            claims.append(Claim(kind, value, match.group(0), match.start(), _segment_of(reasoning, match)))
             taken.append(match.span())
     for match in COUNT_PATTERN.finditer(reasoning):
         number = _as_number(match.group(1))
         if number is not None:
             claims.append(Claim("count", float(number), match.group(0), match.start()))
     return claims
+
+
+def _segment_of(text: str, match: re.Match[str]) -> int | None:
+    """The segment an ordinal earlier in the clause binds a measurement to, unless it states a difference."""
+    if _DIFFERENCE_AFTER.match(text, match.end()) or _DIFFERENCE_BEFORE.search(text[:match.start()]):
+        return None
+    head = text[:match.start()]
+    breaks = list(_BINDING_BREAK.finditer(head))
+    ordinals = _ORDINAL.findall(head[breaks[-1].end():] if breaks else head)
+    return _ORDINAL_INDEX[ordinals[-1].lower()] if ordinals else None
+
+
+def segment_values(params: Mapping[str, Any], kind: str) -> list[float] | None:
+    """The per-segment truth a bound claim of `kind` is checked against (two or more segments), or None."""
+    if "ask" not in params and "segments_s" not in params:
+        return None
+    key = SEGMENT_KEYS.get(kind)
+    values = params.get(key) if key else None
+    if key == "durations_s" and values is None and "segments_s" in params:
+        values = [b - a for a, b in params["segments_s"]]
+    if isinstance(values, list) and len(values) >= 2 and all(isinstance(v, int | float) for v in values):
+        return [float(v) for v in values]
+    return None
+
+
+def list_agrees(kind: str, stated: tuple[float, ...], params: Mapping[str, Any], scale: float = 1.0) -> bool | None:
+    """Whether a list of times matches the truth element by element (a stated prefix may stop early).
+
+    Onsets agree within 0.05 s, intervals within 10% (at least 0.05 s); a list longer than the truth is
+    contradicted. None when the item has no such truth.
+    """
+    truth = params.get("onsets_s") if kind == "onsets" else params.get("intervals_s")
+    if kind == "intervals" and truth is None and isinstance(params.get("onsets_s"), list):
+        truth = _gaps(_flatten(params["onsets_s"]))
+    truth = _flatten(truth) if truth is not None else None
+    if not truth:
+        return None
+    if len(stated) > len(truth):
+        return False
+    for said, true in zip(stated, truth, strict=False):
+        limit = 0.05 if kind == "onsets" else max(0.10 * abs(true), 0.05)
+        if abs(said - true) > limit * scale:
+            return False
+    return True
 
 
 def true_values(params: Mapping[str, Any]) -> dict[str, list[float]]:
@@ -247,11 +352,12 @@ def check_claims(reasoning: str, item: Item, *, audio: np.ndarray | None = None,
     for claim in extract_claims(text) + _tally_claims(text):
         if not asserted(text, claim.start) or _after_threshold(text, claim.start):
             continue
-        if claim.kind not in truth:
+        ok, held_against = _check(claim, params, truth, scale)
+        if ok is None:
             report.unchecked.append(claim)
         else:
-            ok = agrees(claim.kind, claim.value, truth[claim.kind], scale)
             (report.agree if ok else report.contradicted).append(claim)
+        report.checks.append(ClaimCheck(claim, _VERDICTS[ok], held_against))
     for claim, ok in _categorical_claims(text, said, params):
         if ok is None:
             report.unchecked.append(claim)
@@ -259,7 +365,36 @@ def check_claims(reasoning: str, item: Item, *, audio: np.ndarray | None = None,
             report.contradicted.append(claim)
         else:
             (report.agree if claim.kind == "category" else report.consistent).append(claim)
+        verdict = "consistent" if ok and claim.kind != "category" else _VERDICTS[ok]
+        report.checks.append(ClaimCheck(claim, verdict))
     return report
+
+
+_VERDICTS = {True: "verified", False: "contradicted", None: "unverifiable"}
+
+
+def _check(claim: Claim, params: Mapping[str, Any], truth: Mapping[str, list[float]], scale: float
+           ) -> tuple[bool | None, float | tuple[float, ...] | None]:
+    """One measured claim against the truth, and the value it was held against.
+
+    A bound claim is checked against its own segment only, a list element by element, any other
+    against the nearest true value of its kind.
+    """
+    if claim.values:
+        ok = list_agrees(claim.kind, claim.values, params, scale)
+        key = "onsets_s" if claim.kind == "onsets" else "intervals_s"
+        held = tuple(round(float(v), 3) for v in _flatten(params.get(key, []))) or None
+        return ok, held
+    per_segment = segment_values(params, claim.kind) if claim.segment is not None else None
+    if per_segment is not None:
+        if claim.segment >= len(per_segment):
+            return False, None  # a segment the clip does not have
+        value = per_segment[claim.segment]
+        return agrees(claim.kind, claim.value, [value], scale), round(value, 3)
+    if claim.kind not in truth:
+        return None, None
+    nearest = min(truth[claim.kind], key=lambda v: abs(v - claim.value))
+    return agrees(claim.kind, claim.value, truth[claim.kind], scale), round(nearest, 3)
 
 
 def _tally_claims(text: str) -> list[Claim]:

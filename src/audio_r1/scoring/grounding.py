@@ -100,6 +100,18 @@ class GroundingJudgement:
         return self.claims is not None and self.claims.source != "none"
 
 
+@dataclass
+class UserClip:
+    """A user's clip, for judging a reply about it: no true parameters, so claims meet measurements."""
+
+    question: str = ""
+    audio: str = "user audio"
+    family: str = "user"
+    choices: list[str] | None = None
+    answer_type: str = "text"
+    params: dict = field(default_factory=dict)
+
+
 def judge_grounding(reasoning: str, item: Item, *, audio: np.ndarray | None = None,
                     config: GroundingConfig | None = None) -> GroundingJudgement:
     """Judge the reasoning (the think block's text) of one chain for `item`.

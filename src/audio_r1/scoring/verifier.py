@@ -9,9 +9,11 @@ every failed check:
 - **grounded**: `grounding.judge_grounding`, the project's one definition (acoustic cues, no
   dominating surrogate marker, no contradicted claim, at least one verified claim where the item has
   true params; the claims themselves are found and checked in `claims.py`).
-- **coherent**: exactly one well-formed think block (`think.think_problem`), a reasoning length within bounds, no repeated
-  n-gram or character loops, a final answer, and a conclusion in the reasoning (the last option or
-  number it settles on) that agrees with the final answer.
+- **coherent**: exactly one well-formed think block (`think.think_problem`), a reasoning length
+  within bounds, no repeated n-gram or character loops, a final answer, a conclusion in the reasoning
+  (the last option or number it settles on) that agrees with the final answer, and an answer that
+  follows from the chain's own stated values where they decide it (`faithfulness.py`: "first -31 dB,
+  second -23 dB, so the first is louder" is unfaithful).
 - **correct**: the answer matches the label (``answers.is_correct``).
 """
 
@@ -27,6 +29,7 @@ import numpy as np
 from ..chat import parse_reasoning
 from .answers import is_correct, normalise_answer, normalise_number, parse_number, words_to_number
 from .claims import UNIT_PATTERNS, asserted, clause_prefix, strip_quotes
+from .faithfulness import judge_faithfulness
 from .grounding import GroundingConfig, judge_grounding
 from .think import think_problem
 
@@ -125,6 +128,8 @@ def coherence_reasons(text: str, item: Item, config: VerifierConfig | None = Non
             reasons.append("no_conclusion")
     elif not is_correct(_as_item(item, said), answer.strip()):
         reasons.append("conclusion_mismatch")
+    if judge_faithfulness(reasoning, answer.strip(), item) is False:
+        reasons.append("unfaithful")  # the answer is not the one its own stated values imply
     return reasons
 
 

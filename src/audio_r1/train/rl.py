@@ -119,6 +119,7 @@ class RLConfig(ModelOptions, OptimiserOptions, RunOptions):
     format_weight: float = 0.2  # audio prompts: reasoning present
     text_correct_weight: float = 1.0  # text prompts
     format_reward: bool = True  # False: the ablation (audio weights become 1 / 0)
+    grounding_reward: float = 0.0  # audio prompts: + this when the chain is grounded (`scoring.grounding`)
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
     save_every: int = 10
     samples_per_step: int = 2  # responses per step written to samples.jsonl
@@ -138,17 +139,21 @@ class RLConfig(ModelOptions, OptimiserOptions, RunOptions):
             raise ConfigError("clip_ratio must be in (0, 1) and value_clip > 0")
         if not (0 <= self.gamma <= 1 and 0 <= self.lam <= 1):
             raise ConfigError("gamma and lam must be in [0, 1]")
-        if min(self.kl_coef, self.entropy_coef, self.vf_coef, self.warmup_steps, self.samples_per_step) < 0:
-            raise ConfigError("kl_coef, entropy_coef, vf_coef, warmup_steps and samples_per_step must be >= 0")
+        if min(self.kl_coef, self.entropy_coef, self.vf_coef, self.warmup_steps, self.samples_per_step,
+               self.grounding_reward) < 0:
+            raise ConfigError("kl_coef, entropy_coef, vf_coef, warmup_steps, samples_per_step and grounding_reward "
+                              "must be >= 0")
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
 
     def reward_weights(self) -> RewardWeights:
         """The reward weights, with the `--no-format-reward` ablation applied."""
         if not self.format_reward:
-            return RewardWeights.without_format(text_correct=self.text_correct_weight)
-        return RewardWeights(audio_correct=self.correct_weight, audio_format=self.format_weight,
-                             text_correct=self.text_correct_weight)
+            weights = RewardWeights.without_format(text_correct=self.text_correct_weight)
+        else:
+            weights = RewardWeights(audio_correct=self.correct_weight, audio_format=self.format_weight,
+                                    text_correct=self.text_correct_weight)
+        return weights.with_grounding(self.grounding_reward)
 
 
 @dataclass
@@ -633,6 +638,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "grpo": "group-normalised advantages (GRPO) instead of GAE with a value head",
         "format_reward": "--no-format-reward: the ablation, audio reward = correct only",
         "kl_coef": "KL penalty against the frozen initial policy (0 = none, as in the report)",
+        "grounding_reward": "add W to an audio response's reward when its chain is grounded (0 = off, as in "
+                            "the paper)",
         "max_new_tokens": f"response cap (at most {MAX_RESPONSE_TOKENS})",
     }
     add_config_flags(parser, RLConfig, helps=helps)
