@@ -48,12 +48,16 @@ def test_upload_ask_and_see_the_answer(page_url, tmp_path) -> None:
             answer = page.locator("#answer textarea").input_value()
             reasoning = page.locator("#reasoning textarea").input_value()
             status = page.locator("#status").inner_text()
+            page.wait_for_function("document.querySelector('#claims').innerText.includes('Claims checked')",
+                                   timeout=60_000)
+            claims = page.locator("#claims").inner_text()
             shot = tmp_path / "ui-screenshot.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
     assert answer  # the budget closed the think block after 8 tokens and the answer followed
     assert reasoning and "8 thinking tokens" in status
+    assert "grounded" in claims  # the reply's claims beside the clip's measurements (or: none to check)
     assert shot.stat().st_size > 10_000
     RUNS.mkdir(exist_ok=True)
     shutil.copy(shot, RUNS / "ui-screenshot.png")

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ..api import AudioR1
-from ..audio import AudioError
+from ..audio import AudioError, load_audio
 from ..engine import GenerationConfig, SequenceDone, StreamDelta
 from ..processing import item_question
+from ..scoring.grounding import UserClip, judge_grounding
 from .batcher import Batcher, QueueFullError
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "assets" / "examples"
@@ -77,12 +78,30 @@ def answer_stream(model: AudioR1, batcher: Batcher, audio: str | None, question:
         job.cancel()
 
 
+def claims_markdown(audio: str | None, question: str, reasoning: str) -> str:
+    """The reply's acoustic claims beside measurements of the clip, as Markdown (what `ask --check-claims` prints)."""
+    if not audio or not reasoning.strip():
+        return ""
+    try:
+        judged = judge_grounding(reasoning, UserClip(question or ""), audio=load_audio(audio))
+    except AudioError as error:
+        return f"Claims not checked: {error}"
+    lines = judged.claims.lines() if judged.claims is not None else []
+    verdict = "grounded" if judged.grounded else f"not grounded ({', '.join(judged.reasons)})"
+    body = "\n".join(f"- {line}" for line in lines) or "- no acoustic claim to check"
+    return f"**Claims checked against measurements of the clip**: {verdict}\n\n{body}"
+
+
 def build_ui(model: AudioR1, batcher: Batcher, *, max_new_tokens: int = 512, title: str = "audio-r1") -> Any:
     """The Gradio Blocks page over `model`; `batcher` must be started."""
     import gradio as gr  # gradio: slow to import, only the web page needs it
 
     def respond(audio, question, budget):
-        yield from answer_stream(model, batcher, audio, question, budget, max_new_tokens)
+        reasoning = ""
+        for reasoning, answer, status in answer_stream(model, batcher, audio, question, budget, max_new_tokens):
+            yield reasoning, answer, status, ""
+        if status.startswith("Done"):
+            yield reasoning, answer, status, claims_markdown(audio, question, reasoning)
 
     with gr.Blocks(title=title, analytics_enabled=False) as page:
         gr.Markdown(f"# {title}\nAsk about a sound. The model reasons about the audio inside a think block, "
@@ -103,8 +122,9 @@ def build_ui(model: AudioR1, batcher: Batcher, *, max_new_tokens: int = 512, tit
                                            interactive=False)
                 answer = gr.Textbox(label="Answer", lines=3, elem_id="answer", interactive=False)
                 status = gr.Markdown(elem_id="status")
+                claims = gr.Markdown(elem_id="claims")
         gr.Examples(examples=examples(), inputs=[audio, question], label="Bundled example clips")
-        outputs = [reasoning, answer, status]
+        outputs = [reasoning, answer, status, claims]
         ask.click(respond, [audio, question, budget], outputs, concurrency_limit=batcher.max_batch)
         question.submit(respond, [audio, question, budget], outputs, concurrency_limit=batcher.max_batch)
     return page
