@@ -25,18 +25,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..engine import Engine, GenerationConfig, Prompt, SequenceDone, SequenceFailed, StreamDelta
-from ..errors import ConfigError
+from ..errors import AudioR1Error, ConfigError
 
 log = logging.getLogger(__name__)
 
 Event = StreamDelta | SequenceDone | BaseException
 
 
-class QueueFullError(RuntimeError):
+class QueueFullError(AudioR1Error, RuntimeError):
     """The waiting queue holds `max_queue` requests already."""
 
 
-class ShuttingDownError(RuntimeError):
+class ShuttingDownError(AudioR1Error, RuntimeError):
     """The batcher is stopping and takes no new requests."""
 
 

@@ -23,6 +23,8 @@ import threading
 import time
 import urllib.parse
 
+from ..errors import AudioR1Error
+
 MAX_REDIRECTS = 3
 _REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 _READ_SIZE = 64 * 1024
@@ -30,7 +32,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
-class RemoteAudioError(Exception):
+class RemoteAudioError(AudioR1Error):
     """A fetch failed: unreachable, silent, not a 200, too many redirects or past its deadline.
 
     Deliberately without details: what a client is told must not depend on what answered.
