@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the system tools audio-r1 uses (ffmpeg, espeak-ng, sox; Debian's chromium for the web UI test)
+# Install the system tools audio-r1 uses (ffmpeg, espeak-ng, sox, flite; Debian's chromium for the web UI test)
 # when they are missing.
 # Idempotent: when everything is present it prints nothing and exits at once.
 set -u
@@ -7,6 +7,7 @@ missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || missing+=(sox libsox-fmt-all)
+command -v flite >/dev/null 2>&1 || missing+=(flite)  # the generalisation set's speech (training uses espeak-ng)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -218,6 +218,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_generalisation(args: argparse.Namespace) -> int:
+    from .data.generalisation import run  # lazy: a fast start
+
+    return run(args)
+
+
 def cmd_data_suite(args: argparse.Namespace) -> int:
     from .data.suite import run  # lazy: a fast start
 
@@ -315,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     suite = data.add_parser("suite", help="generate the acoustic reasoning suite (deterministic in --seed)")
     add_suite_arguments(suite)
     suite.set_defaults(func=cmd_data_suite)
+    from .data.generalisation import add_arguments as add_generalisation_arguments  # lazy: a fast start
+
+    generalisation = data.add_parser("generalisation", help="sound made outside the training suite's generators "
+                                                            "(other waveforms, layouts, phrasings, flite speech)")
+    add_generalisation_arguments(generalisation)
+    generalisation.set_defaults(func=cmd_data_generalisation)
 
     evaluate = commands.add_parser("eval", help="evaluate a model on a benchmark (docs/eval.md)")
     from .eval.cli import add_eval_commands  # lazy: a fast start

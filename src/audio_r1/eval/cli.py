@@ -28,14 +28,16 @@ HELP = {
     "spoken-mqa": "Spoken-MQA (official number rule)",
     "wildspeech": "WildSpeech-Bench (LLM judge, 1-10)",
     "suite": "accuracy, chance and grounding rate per family on the acoustic suite",
+    "generalisation": "the suite's family table on the generalisation set (sound made outside training)",
 }
+SUITE_LIKE = ("suite", "generalisation")  # benchmarks reported with the suite's family table
 
 
 def add_eval_commands(subparsers) -> None:
     """One subcommand per benchmark under `audio-r1 eval`."""
     for name, text in HELP.items():
         parser = subparsers.add_parser(name, help=text)
-        add_arguments(parser, suite=name == "suite")
+        add_arguments(parser, suite=name in SUITE_LIKE)
         parser.set_defaults(func=cmd_eval, bench=name)
 
 
@@ -131,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
                          budgets=_budgets(args), limit=args.limit, judge=judge, progress=not args.no_progress,
                          fresh=args.fresh, model_label=label, score_text=args.score_text)
     run = run_eval(backend, options)
-    if args.bench == "suite":
+    if args.bench in SUITE_LIKE:
         _print_suite(run, args, settings)
     else:
         print(run.markdown)

@@ -41,10 +41,11 @@ from .mmau import MMAU
 from .mmsu import MMSU
 from .scaling import budget_order, plot_scaling
 from .spoken_mqa import SpokenMQA
-from .suite_bench import Suite
+from .suite_bench import Generalisation, Suite
 from .wildspeech import WildSpeech
 
-BENCHMARKS: dict[str, type[Benchmark]] = {b.name: b for b in (MMAU, MMSU, BigBenchAudio, SpokenMQA, WildSpeech, Suite)}
+BENCHMARKS: dict[str, type[Benchmark]] = {b.name: b for b in (MMAU, MMSU, BigBenchAudio, SpokenMQA, WildSpeech, Suite,
+                                                                   Generalisation)}
 ALIASES = {"big-bench-audio": "bigbench-audio", "bba": "bigbench-audio", "spokenmqa": "spoken-mqa",
            "wildspeech-bench": "wildspeech", "mmau-test-mini": "mmau"}
 EXTRACT_VERSION = 2

@@ -1,7 +1,7 @@
 """Our acoustic reasoning suite as one benchmark of the runner (`audio-r1 eval suite`).
 
 Layout: a suite manifest (`runs/suite-v1/test.jsonl`) beside its `audio/` folder. Prompts are the
-suite's own (audio first, then the question); answers are scored by `data.answers.is_correct`, so the
+suite's own (audio first, then the question); answers are scored by `scoring.answers.is_correct`, so the
 official and strict verdicts agree except that strict also needs a parseable answer. The family table
 with chance levels and grounding rates (`eval/suite.py`) is built from the same cached replies.
 """
@@ -54,6 +54,14 @@ class Suite(Benchmark):
             parseable = bool(text)
         correct = answer is not None and is_correct(entry, answer)
         return Extraction(text, parseable, official=correct, strict=correct and parseable)
+
+
+class Generalisation(Suite):
+    """The generalisation set (`audio-r1 data generalisation`): the suite's scoring on sound made elsewhere."""
+
+    name = "generalisation"
+    title = "Generalisation set"
+    layout = "generalisation.jsonl (from `audio-r1 data generalisation`) beside its audio/ folder"
 
 
 def suite_report(items: list[BenchItem], replies: dict[str, dict[str, Any]], settings: dict[str, Any]) -> SuiteReport:

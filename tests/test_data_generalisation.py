@@ -1,0 +1,80 @@
+"""The generalisation set: deterministic, true to its parameters, and outside the suite's generators."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audio_r1.data import families as suite_families
+from audio_r1.data.generalisation import FAMILIES, WAVEFORMS, generate_generalisation
+from audio_r1.data.manifest import read_manifest
+from audio_r1.data.synth import TIMBRES
+from audio_r1.scoring.answers import is_correct
+from audio_r1.scoring.measurements import measure
+
+FLITE = shutil.which("flite") is not None
+SILENT = [f for f in FAMILIES if f != "gen_spoken_digit"]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    families = list(FAMILIES) if FLITE else SILENT
+    return generate_generalisation(tmp_path_factory.mktemp("gen"), n=4 * len(families), seed=3, families=families)
+
+
+def test_same_seed_same_bytes(generated: Path, tmp_path: Path) -> None:
+    again = generate_generalisation(tmp_path, n=len(read_manifest(generated)), seed=3,
+                                    families=list(FAMILIES) if FLITE else SILENT)
+    assert again.read_text() == generated.read_text()
+    for item in read_manifest(generated):
+        assert (tmp_path / item.audio).read_bytes() == (generated.parent / item.audio).read_bytes()
+
+
+def test_every_item_answers_itself_and_keeps_its_truth(generated: Path) -> None:
+    items = read_manifest(generated)
+    assert {i.family for i in items} == set(FAMILIES if FLITE else SILENT)
+    for item in items:
+        assert is_correct(item, item.answer), item.id
+        if item.family != "gen_spoken_digit":
+            assert item.params.get("segments_s"), item.id
+        if item.family == "gen_count":
+            assert item.params["count"] == len(item.params["onsets_s"]) and 2 <= item.params["count"] <= 7
+
+
+def test_measured_pitch_and_count_agree_with_the_parameters(generated: Path) -> None:
+    checked = 0
+    for item in read_manifest(generated):
+        audio, rate = sf.read(generated.parent / item.audio, dtype="float32")
+        assert rate == 16000
+        if item.family == "gen_pitch_order" and "background_snr_db" not in item.params:
+            order = np.argsort(item.params["f0_hz"])
+            segments = measure(audio).segments
+            if len(segments) == len(order):
+                pitches = [s.f0_hz or 0.0 for s in segments]
+                assert list(np.argsort(pitches)) == list(order), item.id
+                checked += 1
+    assert checked >= 1
+
+
+def test_it_shares_no_waveform_with_the_suite() -> None:
+    assert not set(WAVEFORMS) & set(TIMBRES)
+    assert not set(FAMILIES) & set(suite_families.FAMILIES)
+
+
+@pytest.mark.skipif(not FLITE, reason="flite is not installed (apt-get install flite)")
+def test_speech_comes_from_flite(generated: Path) -> None:
+    digits = [i for i in read_manifest(generated) if i.family == "gen_spoken_digit"]
+    assert digits and all(i.params["engine"] == "flite" for i in digits)
+
+
+def test_eval_generalisation_reports_the_family_table(generated: Path, tmp_path: Path, capsys) -> None:
+    from audio_r1.cli import main
+
+    code = main(["eval", "generalisation", "--data", str(generated), "--model", "tiny", "--max-new-tokens", "4",
+                 "--limit", "6", "--run-dir", str(tmp_path / "run"), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "| gen_pitch_order |" in printed and "faithful" in printed
