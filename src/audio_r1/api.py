@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, load_audio
+from .audio import load_audio, load_clip
 from .chat import CHATML_TEMPLATE, STEP_TEMPLATE
 from .checkpoints import load_pretrained, save_pretrained
 from .engine import Engine, GenerationConfig, Prompt, StreamDelta, Timings, Usage
@@ -107,7 +107,7 @@ class AudioR1:
         self, audio: AudioSource | None, question: str, *, system: str | None = None, think: bool = True
     ) -> Prompt:
         """Tokenised prompt + audio features for one question (audio first, then the question)."""
-        clip = AudioClip(_load(audio), "audio") if audio is not None else None
+        clip = AudioClip(load_clip(audio), "audio") if audio is not None else None
         return self.processor.ask_prompt(clip, question, system=system, think=think)
 
     def chat_prompt(self, messages: Sequence[dict[str, Any]], *, think: bool = True) -> Prompt:
@@ -162,7 +162,7 @@ def _read_audio_part(part: dict[str, Any], where: str) -> AudioClip:
     """One audio content part of `AudioR1.chat` as a clip (files and inline data only)."""
     kind = part["type"]
     if kind == "audio":
-        return AudioClip(_load(part.get("audio")), where)
+        return AudioClip(load_clip(part.get("audio")), where)
     body = part.get(kind)
     if kind == "input_audio" and isinstance(body, dict) and isinstance(body.get("data"), str):
         return AudioClip(load_audio(decode_base64(body["data"], f"{where}.input_audio.data")), where)
@@ -176,12 +176,3 @@ def _read_audio_part(part: dict[str, Any], where: str) -> AudioClip:
         path = url[len("file://"):] if url.lower().startswith("file://") else url
         return AudioClip(load_audio(path), path)
     raise PromptError(f"{where}: expected {{'{kind}': {{'data' or 'url': ...}}}}")
-
-
-def _load(audio: AudioSource) -> np.ndarray:
-    if isinstance(audio, tuple):
-        array, rate = audio
-        return load_audio(array, source_sample_rate=rate)
-    if isinstance(audio, np.ndarray | torch.Tensor):
-        return load_audio(audio, source_sample_rate=SAMPLE_RATE)
-    return load_audio(audio)

@@ -178,8 +178,8 @@ class Processor:
         content: list[str | AudioClip] = [clip] if clip is not None else []
         if question:
             content.append(question)
-        return self.prompt([Turn("system", DEFAULT_SYSTEM_PROMPT if system is None else system),
-                            Turn("user", content)], think=think)
+        turns = [Turn("user", content)] if system is None else [Turn("system", system), Turn("user", content)]
+        return self.prompt(turns, think=think)
 
     # ------------------------------------------------------------------------------------ training data
 

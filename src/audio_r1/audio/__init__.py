@@ -13,6 +13,7 @@ from .decoding import (
     MAX_SOURCE_RATE,
     RESAMPLE_QUALITY,
     load_audio,
+    load_clip,
     resample,
 )
 from .features import (
@@ -58,6 +59,7 @@ __all__ = [
     "AudioTooLongError",
     "encoder_input",
     "load_audio",
+    "load_clip",
     "log_mel_spectrogram",
     "mel_filters",
     "pad_mels",

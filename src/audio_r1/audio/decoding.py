@@ -50,6 +50,17 @@ _SOUNDFILE_KINDS = ("wav", "flac", "ogg", "mp3", "aiff")
 # ------------------------------------------------------------------------------------------------------------
 
 
+def load_clip(source: str | os.PathLike | bytes | np.ndarray | torch.Tensor | tuple) -> np.ndarray:
+    """`load_audio` for the sources users pass: a path or encoded bytes, a 16 kHz array or tensor, or an
+    (array, sample_rate) pair."""
+    if isinstance(source, tuple):
+        samples, rate = source
+        return load_audio(samples, source_sample_rate=rate)
+    if isinstance(source, np.ndarray | torch.Tensor):
+        return load_audio(source, source_sample_rate=SAMPLE_RATE)
+    return load_audio(source)
+
+
 def load_audio(
     source: str | os.PathLike | bytes | bytearray | np.ndarray | torch.Tensor,
     *,

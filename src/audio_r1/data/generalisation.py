@@ -88,7 +88,7 @@ def shaped_tone(freq_hz: float, seconds: float, waveform: str) -> np.ndarray:
 
 def layout(rng: np.random.Generator, sounds: Sequence[np.ndarray]) -> tuple[np.ndarray, list[list[float]]]:
     """Sounds one after another with random gaps and leading/trailing silence; (audio, segment spans)."""
-    parts, spans, at = [silence(rng.uniform(0.0, 1.2))], [], 0.0
+    parts, spans = [silence(rng.uniform(0.0, 1.2))], []
     at = len(parts[0]) / SAMPLE_RATE
     for i, sound in enumerate(sounds):
         if i:

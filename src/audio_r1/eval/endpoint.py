@@ -38,12 +38,9 @@ EMPTY_THINK_PREFILL = "<think>\n\n</think>\n"
 
 def load_ref(ref: AudioRef):
     """A 16 kHz mono float32 waveform from a path, encoded bytes or a (samples, rate) pair."""
-    from ..audio import load_audio  # the audio stack (torch) loads only when a clip is read
+    from ..audio import load_clip  # the audio stack (torch) loads only when a clip is read
 
-    if isinstance(ref, tuple):
-        samples, rate = ref
-        return load_audio(samples, source_sample_rate=rate)
-    return load_audio(ref)
+    return load_clip(ref)
 
 
 def wav_chunks_base64(ref: AudioRef, chunk_seconds: float = CHUNK_SECONDS) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any
 from ..api import AudioR1
 from ..audio import AudioError, load_audio
 from ..engine import GenerationConfig, SequenceDone, StreamDelta
+from ..errors import AudioR1Error
 from ..processing import item_question
 from ..scoring.grounding import UserClip, judge_grounding
 from .batcher import Batcher, QueueFullError
@@ -45,7 +46,7 @@ def answer_stream(model: AudioR1, batcher: Batcher, audio: str | None, question:
         return
     try:
         prompt = model.build_prompt(audio or None, question)
-    except (AudioError, ValueError) as error:
+    except AudioR1Error as error:  # unreadable or too short audio, or a prompt that cannot be built
         yield "", "", f"Cannot use that audio: {error}"
         return
     events: queue.Queue = queue.Queue()

@@ -128,13 +128,12 @@ def check_resume(saved: Mapping[str, Any], config: Any, also_ignore: Collection[
 
 
 def add_config_flags(parser: argparse.ArgumentParser, config_class: type, *, helps: Mapping[str, str] | None = None,
-                     required: Collection[str] = (), aliases: Mapping[str, str] | None = None,
-                     optional: Collection[str] = ()) -> None:
+                     aliases: Mapping[str, str] | None = None, optional: Collection[str] = ()) -> None:
     """One flag per field of `config_class`: `--lora-rank` for `lora_rank`, `--no-lora` for booleans.
 
     `X | None` fields take an X or stay None; `list[str] | None` fields take comma-separated values.
-    `required` fields without a default must be given; `optional` ones may be left out (None) and
-    are checked by the caller (e.g. SFT's `--train`, which `--preset` replaces).
+    Fields without a default are required flags, except `optional` ones, which may be left out (None)
+    and are checked by the caller (e.g. SFT's `--train`, which `--preset` replaces).
     """
     helps = helps or {}
     aliases = aliases or {}
@@ -142,7 +141,6 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class: type, *, hel
     for field in dataclasses.fields(config_class):
         flags = ["--" + field.name.replace("_", "-")] + ([aliases[field.name]] if field.name in aliases else [])
         kind, nullable = _flag_type(hints[field.name], field.name)
-        has_default = field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
         default = field.default if field.default is not dataclasses.MISSING else None
         options: dict[str, Any] = {"help": helps.get(field.name), "dest": field.name}
         if kind is bool:
@@ -151,9 +149,8 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class: type, *, hel
             options |= {"type": kind, "default": default}
             if nullable and options["help"] is None:
                 options["help"] = "default: none"
-        if not has_default and field.name not in optional:
-            options["required"] = True
-        elif field.name in required:
+        no_default = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+        if no_default and field.name not in optional:
             options["required"] = True
         parser.add_argument(*flags, **options)
 
