@@ -78,3 +78,18 @@ def test_eval_generalisation_reports_the_family_table(generated: Path, tmp_path:
                  "--limit", "6", "--run-dir", str(tmp_path / "run"), "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 0 and "| gen_pitch_order |" in printed and "faithful" in printed
+
+
+def test_two_plain_sines_are_an_extra_probe(tmp_path: Path) -> None:
+    """`gen_two_sines` is generated only when named; the answer is the tone with the higher f0."""
+    path = generate_generalisation(tmp_path, n=6, seed=1, families=["gen_two_sines"])
+    for item in read_manifest(path):
+        assert item.family == "gen_two_sines" and item.params["waveform"] == "sine"
+        higher = int(np.argmax(item.params["f0_hz"]))
+        assert item.answer == item.choices[higher]
+        audio, rate = sf.read(tmp_path / item.audio, dtype="float32")
+        segments = measure(audio).segments
+        bounds = [t for s in segments for t in (s.start_s, s.end_s)]
+        assert bounds == pytest.approx([t for span in item.params["segments_s"] for t in span], abs=0.03)
+        assert [s.f0_hz for s in segments] == pytest.approx(item.params["f0_hz"], rel=0.03)
+    assert "gen_two_sines" not in FAMILIES

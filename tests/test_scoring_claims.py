@@ -102,3 +102,27 @@ def test_interval_lists_are_checked_against_the_gaps() -> None:
     rhythm = item({"regular": False, "intervals_s": [0.48, 0.54, 0.21]})
     assert check_claims("The spacing keeps changing (roughly 0.48, 0.55, 0.22 s).", rhythm).agree
     assert check_claims("The spacing keeps changing (roughly 0.30, 0.30, 0.30 s).", rhythm).contradicted
+
+
+def test_an_option_naming_a_segment_does_not_unbind_its_measurement() -> None:
+    """Options like "the first tone" are blanked no longer: the measurement after them stays bound."""
+    three = item({"f0_hz": [420.0, 160.0, 245.0], "ask": "higher",
+                  "segments_s": [[0.4, 0.7], [0.9, 2.3], [3.1, 3.6]]},
+                 choices=["the third tone", "the second tone", "the first tone"])
+    report = check_claims("The first tone sits at roughly 426 Hz. The second tone is near 400 Hz.", three)
+    assert [c.claim.segment for c in report.checks] == [0, 1]
+    assert [c.verdict for c in report.checks] == ["verified", "contradicted"]
+
+
+@pytest.mark.parametrize(("text", "segments"), [
+    ("The level goes from -28 dB to -19 dB, so the second is louder.", {-28.0: 0, -19.0: 1}),
+    ("It rises from about 440 to about 660 Hz.", {440.0: 0, 660.0: 1}),
+    ("Typical voices range from 100 Hz to 300 Hz.", {100.0: None, 300.0: None}),
+])
+def test_a_change_from_one_value_to_another_binds_both_segments(text: str, segments: dict) -> None:
+    assert {c.value: c.segment for c in extract_claims(text)} == segments
+
+
+def test_a_rate_is_not_a_count() -> None:
+    assert [c.kind for c in extract_claims("One click every 0.5 s.")] == ["seconds"]
+    assert [(c.kind, c.value) for c in extract_claims("I count five clicks in total.")] == [("count", 5.0)]

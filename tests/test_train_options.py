@@ -72,6 +72,18 @@ def test_resume_refuses_a_changed_setting_and_allows_run_length() -> None:
     check_resume({k: v for k, v in saved.items() if k != "train_adaptor"}, RLConfig(data="m", lr=1e-5))
 
 
+def test_init_delta_needs_lora_and_an_existing_file() -> None:
+    from audio_r1.errors import ConfigError
+    from audio_r1.train.sft import SFTConfig
+
+    with pytest.raises(ConfigError, match="needs lora"):
+        SFTConfig(train="t.jsonl", lora=False, init_delta="bundled")
+    from audio_r1.train.options import prepare_model
+
+    with pytest.raises(ConfigError, match="no such delta"):
+        prepare_model(SFTConfig(train="t.jsonl", model="tiny", lora=True, init_delta="/nowhere/delta.safetensors"))
+
+
 def test_select_band_sets_both_bounds() -> None:
     from audio_r1.cli import build_parser
 

@@ -28,7 +28,7 @@ from .checkpoints import load_pretrained, save_pretrained
 from .engine import Engine, GenerationConfig, Prompt, StreamDelta, Timings, Usage
 from .errors import CheckpointError, ConfigError, PromptError
 from .modeling import AudioR1ForCausalLM
-from .pretrained import BUILT_IN, build_model
+from .pretrained import BUILT_IN, build_model, build_smol
 from .processing import AudioClip, Processor, data_url_bytes, decode_base64, openai_turns
 from .quantization import quantize_int8
 from .tokenizer import SpecialTokenIds
@@ -76,7 +76,8 @@ class AudioR1:
         quantize: str | None = None,
         progress: bool = True,
     ) -> AudioR1:
-        """A built-in model by name ("smol", "tiny") or a model directory (ours or official).
+        """A built-in model by name ("smol", "tiny"), a model directory (ours or official), or a smol
+        delta file (`….safetensors`, as `train sft` exports it) merged into smol-base.
 
         `quantize="int8"` stores the decoder's linear layers as int8 (CPU, dynamic activations).
         """
@@ -88,6 +89,8 @@ class AudioR1:
                 f"{name!r} weights are not bundled and nothing is downloaded at run time: download the "
                 "official checkpoint directory yourself and pass its path"
             )
+        elif name.endswith(".safetensors") and Path(name).is_file():
+            model, tokenizer = build_smol(progress=progress, delta=Path(name))
         else:
             model, tokenizer = load_pretrained(name, dtype=dtype)
         if dtype is not None:

@@ -224,6 +224,12 @@ def cmd_data_generalisation(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_data_hearing(args: argparse.Namespace) -> int:
+    from .data.hearing import run  # lazy: a fast start
+
+    return run(args)
+
+
 def cmd_data_suite(args: argparse.Namespace) -> int:
     from .data.suite import run  # lazy: a fast start
 
@@ -250,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask = commands.add_parser("ask", help="ask a question about an audio file")
     ask.add_argument("audio", help="audio file (wav, flac, ogg, mp3, m4a), or '-' for no audio")
     ask.add_argument("question")
-    ask.add_argument("--model", default="smol", help="'smol', 'tiny' or a model directory (default: smol)")
+    ask.add_argument("--model", default="smol", help="'smol', 'tiny', a model directory or a smol delta file (default: smol)")
     ask.add_argument("--system", default=None, help="system prompt (default: the benchmark prompt)")
     ask.add_argument("--max-new-tokens", type=int, default=512)
     ask.add_argument("--max-think-tokens", type=int, default=None, help="close the think block after N tokens")
@@ -327,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "(other waveforms, layouts, phrasings, flite speech)")
     add_generalisation_arguments(generalisation)
     generalisation.set_defaults(func=cmd_data_generalisation)
+    from .data.hearing import add_arguments as add_hearing_arguments  # lazy: a fast start
+
+    hearing = data.add_parser("hearing", help="the hearing curriculum: randomised tones, beeps and digits "
+                                              "with measurement and task questions (perception training)")
+    add_hearing_arguments(hearing)
+    hearing.set_defaults(func=cmd_data_hearing)
 
     evaluate = commands.add_parser("eval", help="evaluate a model on a benchmark (docs/eval.md)")
     from .eval.cli import add_eval_commands  # lazy: a fast start

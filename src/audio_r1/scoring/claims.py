@@ -42,7 +42,9 @@ UNIT_PATTERNS: dict[str, re.Pattern[str]] = {
     "seconds": re.compile(_NUMBER + r"\s*(?:s|sec|secs|seconds?)\b(?!\s*(?:per|a)\b)", re.IGNORECASE),
 }
 EVENT_NOUNS = r"(?:distinct\s+|separate\s+|short\s+|sharp\s+)?(?:beeps?|clicks?|events?|knocks?|taps?|pulses?|bursts?|onsets?|sounds?)"
-COUNT_PATTERN = re.compile(r"\b([a-z]+|\d+)\s+(?:" + EVENT_NOUNS + r"|in total)\b", re.IGNORECASE)
+# "one click every 0.5 s" states a rate, not a count
+COUNT_PATTERN = re.compile(r"\b([a-z]+|\d+)\s+(?:" + EVENT_NOUNS + r"|in total)\b(?!\s+(?:every|per|each)\b)",
+                           re.IGNORECASE)
 
 # Which params keys hold true values of each kind of claim.
 TRUTH_KEYS: dict[str, tuple[str, ...]] = {
@@ -121,6 +123,13 @@ _BINDING_BREAK = re.compile(r"[.;!?\n](?:\s|$)|,|\bbut\b|\bwhile\b|\bwhereas\b|\
 _DIFFERENCE_AFTER = re.compile(r"\s*(?:louder|quieter|softer|higher|lower|longer|shorter|more|less|apart|above|"
                                r"below|difference)\b", re.IGNORECASE)
 _DIFFERENCE_BEFORE = re.compile(r"\b(?:by|difference|differ\w*|gap|step|interval)\b[^.;:]{0,25}$", re.IGNORECASE)
+# A change "from A to B" with a unit binds A to the first segment and B to the second ("the level goes
+# from -28 dB to -19 dB"), when no ordinal binds them; A may leave its unit out ("from -28 to -19 dB").
+_APPROX = r"(?:about\s+|around\s+|roughly\s+|near\s+|some\s+)?"
+FROM_TO = re.compile(r"\bfrom\s+" + _APPROX + r"(-?\d+(?:\.\d+)?)(\s*(?:k?hz|hertz|dbfs|db|decibels?|s|sec|seconds?))?"
+                     r"\s+(?:up\s+|down\s+)?to\s+" + _APPROX + r"(-?\d+(?:\.\d+)?)\s*(?:k?hz|hertz|dbfs|db|decibels?|s|sec|"
+                     r"seconds?)\b", re.IGNORECASE)
+_RANGE_BEFORE = re.compile(r"\b(?:rang\w*|span\w*|var(?:y|ies)|anywhere|typically|usually)\s*$", re.IGNORECASE)
 # Which per-segment params a bound claim of each kind is checked against.
 SEGMENT_KEYS = {"hz": "f0_hz", "db": "rms_db", "seconds": "durations_s"}
 
@@ -196,11 +205,28 @@ def extract_claims(reasoning: str) -> list[Claim]:
                 value *= 1000.0
             claims.append(Claim(kind, value, match.group(0), match.start(), _segment_of(reasoning, match)))
             taken.append(match.span())
+    _bind_from_to(reasoning, claims)
     for match in COUNT_PATTERN.finditer(reasoning):
         number = _as_number(match.group(1))
         if number is not None:
             claims.append(Claim("count", float(number), match.group(0), match.start()))
     return claims
+
+
+def _bind_from_to(text: str, claims: list[Claim]) -> None:
+    """Bind the two values of each "from A to B" change to the first and second segment, in place."""
+    for match in FROM_TO.finditer(text):
+        if _RANGE_BEFORE.search(text[max(0, match.start() - 30):match.start()]):
+            continue  # "voices range from 100 Hz to 300 Hz" is a span of values, not a change between segments
+        second = next((c for c in claims if c.start == match.start(3)), None)
+        if second is None or second.segment is not None:
+            continue
+        first = next((c for c in claims if c.start == match.start(1)), None)
+        if first is None:  # "from -28 to -19 dB": the first value borrows the second's unit
+            first = Claim(second.kind, float(match.group(1)), match.group(1), match.start(1))
+            claims.append(first)
+        if first.kind == second.kind and first.segment is None:
+            first.segment, second.segment = 0, 1
 
 
 def _segment_of(text: str, match: re.Match[str]) -> int | None:
@@ -283,10 +309,15 @@ def agrees(kind: str, claimed: float, truth: Iterable[float], scale: float = 1.0
     return False
 
 
+# An option that only names a segment ("the second tone") asserts nothing; blanking it would unbind
+# the measurement that follows ("the first tone sits at 426 Hz").
+SEGMENT_OPTION = re.compile(r"(?:the\s+)?(?:first|second|third)(?:\s+[a-z]+)?", re.IGNORECASE)
+
+
 def remove_options(text: str, choices: Iterable[str] | None) -> str:
     """Blank out verbatim repetitions of answer options (longer than 3 characters), keeping offsets."""
     for option in sorted(choices or [], key=len, reverse=True):
-        if len(option) > 3:
+        if len(option) > 3 and not SEGMENT_OPTION.fullmatch(option.strip()):
             text = re.sub(re.escape(option), lambda m: " " * len(m.group(0)), text, flags=re.IGNORECASE)
     return text
 

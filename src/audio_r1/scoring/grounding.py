@@ -70,7 +70,7 @@ class GroundingConfig:
     measure_audio: bool = True  # measure the waveform when the item has no acoustic params
     measured_tolerance: float = 2.0  # tolerance multiplier for measured (noisier) truth
     text_families: tuple[str, ...] = ("text_math",)
-    content_families: tuple[str, ...] = ("spoken_content", "spoken_arithmetic")  # the words are the evidence
+    content_families: tuple[str, ...] = ("spoken_content", "spoken_arithmetic", "hear_digit")  # words are the evidence
 
 
 @dataclass

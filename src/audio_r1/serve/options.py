@@ -55,7 +55,7 @@ class ServeConfig:
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser, port: int) -> None:
-    parser.add_argument("--model", default="smol", help="'smol', 'tiny' or a model directory (default: smol)")
+    parser.add_argument("--model", default="smol", help="'smol', 'tiny', a model directory or a smol delta file (default: smol)")
     parser.add_argument("--int8", action="store_true", help="int8 decoder weights (CPU)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=port)

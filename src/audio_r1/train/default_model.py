@@ -81,6 +81,65 @@ def train_default(data_dir: str | Path = "runs/suite-smol", out: str | Path = "r
     return result, delta
 
 
+# ------------------------------------------------------------------------------------------- hearing
+
+HEARING_SIZE = 8000
+HEARING_SEED = 0
+SUITE_MIX = 4000  # the suite's first 4000 train items join the reasoning stage
+# Two SFT stages that continue the shipped delta on smol-base: perception first (the hearing
+# curriculum only: every target states measured pitch, level, length or onsets), then reasoning (the
+# curriculum's task questions mixed 1:1 with the suite, so the suite's families are kept).
+HEARING_STAGES: dict[str, dict[str, Any]] = {
+    "align": dict(steps=50, lr=3e-4, adaptor_lr=1e-3, warmup_steps=5),
+    "reason": dict(steps=100, lr=2e-4, adaptor_lr=5e-4, warmup_steps=5),
+}
+HEARING_COMMON: dict[str, Any] = dict(model="smol-base", lora=True, lora_rank=16, lora_alpha=32, batch_size=16,
+                                      micro_batch_size=8, min_lr_ratio=0.1, max_length=512, mixed_precision="bf16",
+                                      save_every=25, eval_every=10_000, seed=0)
+
+
+def hearing_records(hearing_dir: Path, suite_dir: Path, seed: int = HEARING_SEED) -> dict[str, Path]:
+    """The records of both stages (absolute audio paths): {"align": ..., "reason": ...}."""
+    from ..data.hearing import generate_hearing  # data generation: only this preset needs it
+
+    manifest = hearing_dir / "hearing.jsonl"
+    if not manifest.exists():
+        generate_hearing(hearing_dir, HEARING_SIZE, seed=seed, progress=True)
+    hearing = read_manifest(manifest)
+    tasks = [item for item in hearing if item.params.get("question_kind") != "describe"]
+    suite = read_manifest(suite_dir / "train.jsonl")[:SUITE_MIX]
+    if len(suite) < SUITE_MIX:
+        raise ConfigError(f"{suite_dir}/train.jsonl holds {len(suite)} items; the reasoning stage mixes in {SUITE_MIX}")
+    groups = {
+        "align": build_sft_examples(hearing, 0.0, 0.0, seed=seed, audio_root=hearing_dir.resolve()),
+        "reason": (build_sft_examples(tasks, 0.0, 0.0, seed=seed, audio_root=hearing_dir.resolve())
+                   + build_sft_examples(suite, seed=seed, audio_root=suite_dir.resolve())),
+    }
+    paths = {}
+    for stage, records in groups.items():
+        target = hearing_dir / f"{stage}.sft.jsonl"
+        if not target.exists():
+            write_text_atomic(target, "".join(json.dumps(r) + "\n" for r in records))
+        paths[stage] = target
+    return paths
+
+
+def train_hearing(hearing_dir: str | Path = "runs/hearing", suite_dir: str | Path = "runs/suite-smol",
+                  out: str | Path = "runs/smol-hearing", init_delta: str = "bundled") -> Path:
+    """Both hearing stages in order, each resumable; returns the final stage's delta."""
+    hearing_dir, suite_dir, out = Path(hearing_dir), Path(suite_dir), Path(out)
+    if not (suite_dir / "train.jsonl").exists():
+        prepare_suite(suite_dir)
+    records = hearing_records(hearing_dir, suite_dir)
+    delta = init_delta
+    for stage, settings in HEARING_STAGES.items():
+        config = SFTConfig(train=str(records[stage]), out=str(out / stage), save_final=False, init_delta=delta,
+                           **{**HEARING_COMMON, **settings})
+        train_sft(config, resume=True)
+        delta = str(export_delta_from_checkpoint(out / stage, config))
+    return Path(delta)
+
+
 # --------------------------------------------------------------------------------------------- delta
 
 

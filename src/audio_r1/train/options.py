@@ -23,12 +23,14 @@ import types
 import typing
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
 from ..api import AudioR1
 from ..errors import AudioR1Error, ConfigError
+from ..pretrained import bundled_delta, trainable_from_delta
 
 C = TypeVar("C")
 
@@ -53,13 +55,16 @@ class ResumeMismatchError(AudioR1Error, ValueError):
 class ModelOptions:
     """Which model trains, and which of its parts (the audio encoder is always frozen)."""
 
-    model: str = "smol"  # "smol", "tiny" or a model directory
+    model: str = "smol"  # "smol", "tiny", a model directory or a smol delta file
     lora: bool = True  # LoRA adapters on the decoder instead of training it fully
     lora_rank: int = 16
     lora_alpha: int = 32
     train_decoder: bool = True  # without LoRA: whether the decoder's weights train
     train_adaptor: bool = True
     mixed_precision: str = "no"  # "no" or "bf16" (autocast)
+    # a delta.safetensors (or "bundled": the shipped smol's) whose adaptor, LoRA factors and token rows
+    # start training, to continue a delta on its own base ("smol-base") rather than stack a new LoRA
+    init_delta: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -92,6 +97,8 @@ def check_options(config: Any) -> None:
             raise ConfigError(f"mixed_precision must be 'no' or 'bf16', got {config.mixed_precision!r}")
         if config.lora_rank < 1:
             raise ConfigError(f"lora_rank must be >= 1, got {config.lora_rank}")
+        if config.init_delta is not None and not config.lora:
+            raise ConfigError("init_delta continues a LoRA delta: it needs lora=True")
     if isinstance(config, OptimiserOptions):
         if config.lr <= 0 or config.adaptor_lr <= 0:
             raise ConfigError("learning rates must be > 0")
@@ -214,10 +221,27 @@ def prepare_model(options: ModelOptions):
         lora = LoraConfig(r=options.lora_rank, lora_alpha=options.lora_alpha, lora_dropout=0.0,
                           target_modules=LORA_TARGETS, trainable_token_indices={"embed_tokens": sorted(set(new_tokens))})
         model.language_model = get_peft_model(model.language_model, lora)
+        if options.init_delta is not None:
+            _load_delta(model, options)
     else:
         for parameter in model.language_model.parameters():
             parameter.requires_grad_(options.train_decoder)
     return wrapper, model
+
+
+def _load_delta(model, options: ModelOptions) -> None:
+    """Set the trainable tensors of a fresh LoRA model from `options.init_delta`."""
+    path = bundled_delta() if options.init_delta == "bundled" else Path(options.init_delta)
+    if path is None or not path.exists():
+        raise ConfigError(f"init_delta {options.init_delta!r}: no such delta file")
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
+    tensors = trainable_from_delta(path, names, scale=options.lora_alpha / options.lora_rank)
+    current = dict(model.named_parameters())
+    for name, tensor in tensors.items():
+        if current[name].shape != tensor.shape:
+            raise ConfigError(f"init_delta {path}: {name} has shape {tuple(tensor.shape)}, the model "
+                              f"{tuple(current[name].shape)} (another lora_rank?)")
+    model.load_state_dict(tensors, strict=False)
 
 
 def trainable_state(model) -> dict:

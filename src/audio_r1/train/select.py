@@ -254,7 +254,7 @@ def _link_audio(item: Item, root: Path, out: Path) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `audio-r1 select`: one per SelectConfig field, and `--band LOW HIGH` for both bounds."""
     add_config_flags(parser, SelectConfig, aliases={"k": "-k"}, helps={
-        "data": "suite manifest to select from (JSONL)", "model": "'smol', 'tiny' or a model directory",
+        "data": "suite manifest to select from (JSONL)", "model": "'smol', 'tiny', a model directory or a smol delta file",
         "k": "samples per item (default 8)", "low": "keep items with at least this many passes (default 3)",
         "high": "keep items with at most this many passes (default 6)",
         "batch_size": "sequences per generate call", "families": "comma-separated families to consider"})

@@ -298,9 +298,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flags(parser, SFTConfig, optional={"train"},
                      helps={"train": "SFT records (JSONL); not needed with --preset"})
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    parser.add_argument("--preset", choices=["smol"], default=None,
-                        help="reproduce the shipped model: generate the suite, train with its recipe, export the delta")
+    parser.add_argument("--preset", choices=["smol", "smol-hearing"], default=None,
+                        help="smol: reproduce the shipped cold start (suite -> records -> SFT -> delta); "
+                             "smol-hearing: continue it with the hearing curriculum (align, then reason)")
     parser.add_argument("--data-dir", default="runs/suite-smol", help="where --preset keeps the generated suite")
+    parser.add_argument("--hearing-dir", default="runs/hearing",
+                        help="where --preset smol-hearing keeps the generated hearing curriculum")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -312,6 +315,13 @@ def run_from_args(args: argparse.Namespace) -> int:
         out = args.out if args.out != "runs/sft" else f"runs/{args.preset}-sft"
         result, delta = train_default(args.data_dir, out, resume=True)
         print(f"delta written to {delta}; copy it to src/audio_r1/assets/smol-sft/ to ship it")
+    elif args.preset == "smol-hearing":
+        from .default_model import train_hearing  # default_model builds on this module
+
+        out = args.out if args.out != "runs/sft" else "runs/smol-hearing"
+        delta = train_hearing(args.hearing_dir, args.data_dir, out)
+        print(f"delta written to {delta}; evaluate it with --model {delta}")
+        return 0
     elif not args.train:
         raise ConfigError("give --train RECORDS.jsonl, or --preset smol to reproduce the shipped model")
     else:
