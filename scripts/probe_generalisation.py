@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from probe_encoder import fit_probe  # the sibling script: one logistic probe for both
 
 from audio_r1.audio import load_audio, prepare_audio
 from audio_r1.data.manifest import read_manifest
@@ -86,21 +87,10 @@ def ridge(x: np.ndarray, y: np.ndarray, l2: float = 10.0):
     return lambda z: np.hstack([scale(z), np.ones((len(z), 1))]) @ w + y.mean()
 
 
-def logistic(x: np.ndarray, y: np.ndarray, n_classes: int, l2: float = 1e-3, steps: int = 200):
-    """Multinomial logistic regression (L-BFGS) on standardised inputs; returns a class predictor."""
+def logistic(x: np.ndarray, y: np.ndarray, n_classes: int):
+    """A class predictor from `probe_encoder.fit_probe` (multinomial logistic regression on standardised inputs)."""
     scale = standardiser(x)
-    torch.manual_seed(0)
-    xt, yt = torch.as_tensor(scale(x), dtype=torch.float32), torch.as_tensor(y)
-    probe = torch.nn.Linear(x.shape[1], n_classes)
-    optimizer = torch.optim.LBFGS(probe.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(probe(xt), yt) + l2 * probe.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
+    probe = fit_probe(scale(x), y, n_classes, steps=200)
     return lambda z: probe(torch.as_tensor(scale(z), dtype=torch.float32)).argmax(1).detach().numpy()
 
 
