@@ -91,3 +91,12 @@ def test_check_claims_reports_each_claim_with_the_measured_value() -> None:
     assert isinstance(reply["claims"], list) and isinstance(reply["grounded"], bool)  # tiny states no real claims
     refused = run("ask", str(EXAMPLE), "?", "--model", "tiny", "--check-claims", "--stream", check=False)
     assert refused.returncode == 2 and "--check-claims" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_demo_judges_every_chain_strictly() -> None:
+    """`audio-r1 demo` reports, per bundled clip, right/wrong and the strict grounding verdict."""
+    out = run("demo", "--model", "tiny", "--max-new-tokens", "6", "--max-think-tokens", "4").stdout
+    examples = json.loads((EXAMPLE.parent / "examples.json").read_text())
+    assert out.count("\n== ") == len(examples)
+    assert out.count("grounded") >= len(examples)  # one verdict per clip, plus the summary
+    assert "chains grounded (strict: no claim contradicted)" in out and f"/{len(examples)} right" in out

@@ -17,7 +17,8 @@ from audio_r1.scoring.answers import is_correct
 from audio_r1.scoring.measurements import measure
 
 FLITE = shutil.which("flite") is not None
-SILENT = [f for f in FAMILIES if f != "gen_spoken_digit"]
+SPOKEN = ("gen_spoken_digit", "gen_speaking_rate", "gen_noise")  # these call flite (noise: on half the clips)
+SILENT = [f for f in FAMILIES if f not in SPOKEN]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_every_item_answers_itself_and_keeps_its_truth(generated: Path) -> None:
     assert {i.family for i in items} == set(FAMILIES if FLITE else SILENT)
     for item in items:
         assert is_correct(item, item.answer), item.id
-        if item.family != "gen_spoken_digit":
+        if item.family not in ("gen_spoken_digit", "gen_noise", "gen_chord"):
             assert item.params.get("segments_s"), item.id
         if item.family == "gen_count":
             assert item.params["count"] == len(item.params["onsets_s"]) and 2 <= item.params["count"] <= 7
@@ -69,6 +70,42 @@ def test_it_shares_no_waveform_with_the_suite() -> None:
 def test_speech_comes_from_flite(generated: Path) -> None:
     digits = [i for i in read_manifest(generated) if i.family == "gen_spoken_digit"]
     assert digits and all(i.params["engine"] == "flite" for i in digits)
+
+
+@pytest.mark.skipif(not FLITE, reason="flite is not installed (apt-get install flite)")
+def test_speaking_rates_are_clearly_fast_or_slow() -> None:
+    from audio_r1.data.generalisation import FAST_MIN_WPS, SLOW_MAX_WPS, item_rng, speaking_rate
+
+    clips = [speaking_rate(item_rng(5, i)) for i in range(6)]
+    for clip in clips:
+        wps = clip.params["words_per_s"]
+        assert wps >= FAST_MIN_WPS if clip.params["rate"] == "fast" else wps <= SLOW_MAX_WPS
+        assert clip.params["engine"] == "flite"
+
+
+def test_chords_hold_their_quality_and_noise_its_level() -> None:
+    from audio_r1.data.generalisation import background_noise, chord_quality, item_rng
+
+    for i in range(12):
+        clip = chord_quality(item_rng(1, i))
+        midis = np.round(12 * np.log2(np.array(clip.params["f0_hz"]) / clip.params["root_hz"])).astype(int) % 12
+        assert sorted(midis) == ([0, 4, 7] if clip.params["quality"] == "major" else [0, 3, 7])
+    if FLITE:
+        for i in range(8):
+            clip = background_noise(item_rng(2, i))
+            assert clip.answer in clip.choices and len(clip.choices) == 3
+            assert ("snr_db" in clip.params) == (clip.params["noise"] != "none")
+
+
+def test_open_questions_with_closed_answers_record_their_chance(generated: Path) -> None:
+    from audio_r1.eval.suite import score_item
+
+    items = read_manifest(generated)
+    for item in items:
+        if item.choices is None and item.answer_type == "text":
+            assert 0 < item.params["chance"] <= 0.5, item.id
+            assert score_item(item, "", item.answer, 0).chance == item.params["chance"]
+    assert any(i.choices is None and i.answer_type == "text" for i in items)
 
 
 def test_eval_generalisation_reports_the_family_table(generated: Path, tmp_path: Path, capsys) -> None:

@@ -1,7 +1,7 @@
 """Imports point one way: a layer uses only the layers below it, and function-level imports say why.
 
     errors → files, config → audio, tokenizer, chat → modeling → fast_decoder, quantization,
-    checkpoints, convert → engine → processing → pretrained → api → scoring → data → eval → serve | train → cli
+    checkpoints, convert → engine → processing → pretrained → api → scoring → data → eval → realtime → serve | train → cli
 
 `serve` and `train` are peers and never import each other; `train` may use `eval` (the recipe scores
 its stages with the evaluation harness). Imports under `if TYPE_CHECKING:` are annotations only and
@@ -30,6 +30,7 @@ LAYERS = [
     {"scoring"},
     {"data"},
     {"eval"},
+    {"realtime"},
     {"serve", "train"},
     {"cli", "__init__", "__main__"},
 ]

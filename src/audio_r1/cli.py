@@ -200,21 +200,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .data.manifest import Item  # lazy: a fast start
     from .processing import item_question  # lazy: a fast start
     from .scoring.answers import is_correct  # lazy: a fast start
+    from .scoring.faithfulness import judge_faithfulness  # lazy: a fast start
+    from .scoring.grounding import judge_grounding  # lazy: a fast start
 
     examples_dir = Path(__file__).resolve().parent / "assets" / "examples"
     entries = json.loads((examples_dir / "examples.json").read_text())
     model = AudioR1.from_pretrained(args.model)
     questions = [(examples_dir / e["audio"], item_question(e)) for e in entries]
     replies = model.ask_batch(questions, max_new_tokens=args.max_new_tokens, max_think_tokens=args.max_think_tokens)
-    right = 0
+    right = grounded = faithful = judged = 0
     for entry, (path, prompt), reply in zip(entries, questions, replies, strict=True):
-        ok = is_correct(Item.from_dict(entry), reply.answer)
-        right += ok
+        item = Item.from_dict(entry)
+        ok = is_correct(item, reply.answer)
+        judgement = judge_grounding(reply.reasoning, item)
+        follows = judge_faithfulness(reply.reasoning, reply.answer, item)
+        right, grounded = right + ok, grounded + judgement.grounded
+        judged, faithful = judged + (follows is not None), faithful + bool(follows)
         print(f"\n== {path.name}  ({entry['family']})")
         print(prompt)
         print(f"thinking: {reply.reasoning.strip() or '(empty)'}")
-        print(f"answer:   {reply.answer.strip()}   [{'right' if ok else 'wrong'}; truth: {entry['answer']}]")
-    print(f"\n{right}/{len(entries)} right on the bundled examples (held-out test items of the suite)")
+        for line in judgement.claims.lines() if judgement.claims else []:
+            print(f"  {line}")
+        verdict = "grounded" if judgement.grounded else f"not grounded ({', '.join(judgement.reasons)})"
+        follows_text = {None: "its claims do not decide the answer", True: "faithful", False: "unfaithful"}[follows]
+        print(f"answer:   {reply.answer.strip()}   [{'right' if ok else 'wrong'}; truth: {entry['answer']}; "
+              f"{verdict}; {follows_text}]")
+    print(f"\n{right}/{len(entries)} right on the bundled examples (held-out test items of the suite); "
+          f"{grounded}/{len(entries)} chains grounded (strict: no claim contradicted); "
+          f"{faithful}/{judged} judged chains faithful")
     return 0
 
 

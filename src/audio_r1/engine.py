@@ -36,7 +36,7 @@ from torch import Tensor
 
 from .audio import AudioChunkFeatures, pad_mels
 from .chat import StreamingReasoningParser, parse_reasoning
-from .errors import ConfigError, SamplingError
+from .errors import ConfigError, PrefixCacheError, SamplingError
 from .fast_decoder import FastDecoder
 from .modeling import AudioBatch, AudioR1ForCausalLM
 from .tokenizer import SpecialTokenIds
@@ -165,6 +165,8 @@ class SequenceFailed:
 
 
 Configs = GenerationConfig | Sequence[GenerationConfig]
+# (prompts, max_new_tokens, timings) -> (prompt ids (B, L), a stepper sent next ids, first logits (B, vocab))
+_Prefill = Callable[[Sequence[Prompt], int, "Timings"], tuple[Tensor, Iterator[Tensor], Tensor]]
 
 
 class _Sequence:
@@ -232,6 +234,11 @@ class Engine:
         every decoding step; once it answers True decoding ends, and the prompts not finished by
         then get no final event.
         """
+        return self._events(prompts, config, should_stop)
+
+    def _events(self, prompts: Sequence[Prompt], config: Configs | None,
+                should_stop: Callable[[], bool] | None = None, prefill: _Prefill | None = None
+                ) -> Iterator[StreamDelta | SequenceDone | SequenceFailed]:
         parsers = [StreamingReasoningParser(prefilled_open=p.thinking) for p in prompts]
         decoders = [_IncrementalDecoder(self.tokenizer) for _ in prompts]
         done = [False] * len(prompts)
@@ -247,7 +254,7 @@ class Engine:
             yield SequenceDone(index, self._result(prompts[index], state, timings))
 
         states: list[_Sequence] = []
-        for states, timings in self._decode(prompts, config, should_stop):
+        for states, timings in self._decode(prompts, config, should_stop, prefill):
             for index, state in enumerate(states):
                 if done[index]:
                     continue
@@ -268,10 +275,11 @@ class Engine:
 
     @torch.inference_mode()
     def _decode(self, prompts: Sequence[Prompt], config: Configs | None,
-                should_stop: Callable[[], bool] | None = None):
+                should_stop: Callable[[], bool] | None = None, prefill: _Prefill | None = None):
         """Run the batch; after every step yield (states, timings) so callers can stream.
 
-        Ends early (without the final timings) once `should_stop()` is True after a step.
+        Ends early (without the final timings) once `should_stop()` is True after a step. `prefill`
+        replaces the batch prefill (a `PrefixCache` continues its own cache).
         """
         if not prompts:
             raise ValueError("no prompts to generate from")
@@ -285,14 +293,7 @@ class Engine:
                  for c in configs]
         max_new_tokens = max(c.max_new_tokens for c in configs)
 
-        input_ids, attention_mask = self._left_pad([p.input_ids for p in prompts], device)
-        audio = self._audio_batch(prompts)
-        t0 = time.perf_counter()
-        embeds = self.model.embed_inputs(input_ids, audio)
-        timings.audio_encode_s = time.perf_counter() - t0 if audio is not None else 0.0
-        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        step_logits = self._stepper(embeds, attention_mask, positions, max_new_tokens)
-        logits = next(step_logits)
+        input_ids, step_logits, logits = (prefill or self._prefill)(prompts, max_new_tokens, timings)
         timings.prefill_s = time.perf_counter() - start
         history = input_ids.clone() if any(c.repetition_penalty != 1.0 for c in configs) else None
         states = [_Sequence(p.thinking) for p in prompts]
@@ -324,6 +325,18 @@ class Engine:
         timings.decode_tokens_per_s = decode_steps * len(states) / timings.decode_s if timings.decode_s > 0 else 0.0
         timings.total_s = end - start
         yield states, timings
+
+    def _prefill(self, prompts: Sequence[Prompt], max_new_tokens: int, timings: Timings
+                 ) -> tuple[Tensor, Iterator[Tensor], Tensor]:
+        """Prefill the left-padded batch: (its ids, the stepper, the first logits (B, vocab))."""
+        input_ids, attention_mask = self._left_pad([p.input_ids for p in prompts], self.model.device)
+        audio = self._audio_batch(prompts)
+        t0 = time.perf_counter()
+        embeds = self.model.embed_inputs(input_ids, audio)
+        timings.audio_encode_s = time.perf_counter() - t0 if audio is not None else 0.0
+        positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        step_logits = self._stepper(embeds, attention_mask, positions, max_new_tokens)
+        return input_ids, step_logits, next(step_logits)
 
     def _apply_budget(
         self, state: _Sequence, token: int, config: GenerationConfig, stop_ids: Tensor, continue_ids: list[int]
@@ -402,6 +415,10 @@ class Engine:
         mel, valid = pad_mels(chunks)
         return AudioBatch(mel, valid, [len(p.audio) for p in prompts])
 
+    def prefix_cache(self, capacity: int = 512) -> PrefixCache:
+        """A KV cache for one sequence that grows as its prompt arrives (see `PrefixCache`)."""
+        return PrefixCache(self, capacity)
+
     def _visible(self, tokens: list[int]) -> list[int]:
         """Tokens that belong to the text (the final end-of-turn token is dropped)."""
         if tokens and tokens[-1] == self.special.end_of_turn:
@@ -418,6 +435,172 @@ class Engine:
             audio_seconds=sum(c.num_samples for c in prompt.audio) / 16000,
         )
         return GenerationResult(text, reasoning, answer, list(state.tokens), state.finish_reason, usage, timings)
+
+
+class PrefixCache:
+    """One sequence's KV cache, kept between calls: a prompt that starts like the cached tokens prefills
+    only the rest, and earlier audio is never encoded again.
+
+    `extend(prompt, upto)` prefills `prompt.input_ids[:upto]` past the longest prefix it shares with the
+    cache (tokens equal, and the audio chunks of that prefix equal), encoding only the audio chunks
+    that are new. Listening to a turn as it arrives is a series of `extend` calls on ever longer prompts
+    (each ending after its last audio span); `events(prompt, config)` then prefills the end of the turn
+    and decodes from the cache, as `Engine.events` would for `[prompt]`. After decoding, the cache holds
+    the prompt again (the answer's tokens are dropped), so the next turn reuses it as far as it matches.
+
+    Needs a decoder `FastDecoder` supports (else `PrefixCacheError`). Not thread-safe: one caller at a time.
+    The pieces attend to the cache exactly as one prefill would, but the matrix products run on other
+    shapes, so the logits agree up to float rounding (with int8 weights the dynamic activation scales
+    are per piece, so expect small differences there).
+    """
+
+    def __init__(self, engine: Engine, capacity: int = 512):
+        lm = engine.model.language_model
+        if not FastDecoder.supports(lm):
+            raise PrefixCacheError("a prefix cache needs a Llama/Qwen2-shaped decoder (FastDecoder); this one is not")
+        self.engine = engine
+        self.decoder = FastDecoder(lm)
+        self.decoder.start(1, capacity)
+        self.tokens: list[int] = []
+        self.chunks: list[AudioChunkFeatures] = []
+        self._logits: Tensor | None = None  # after the last cached token
+        self.encoded_chunks = 0  # audio chunks ever encoded (each once)
+        self.prefilled_tokens = 0  # tokens ever prefilled
+        self.encode_s = 0.0
+        self.prefill_s = 0.0
+
+    def release(self) -> None:
+        """Free the cache memory."""
+        self.decoder.release()
+        self.tokens, self.chunks, self._logits = [], [], None
+
+    def extend(self, prompt: Prompt, upto: int | None = None) -> int:
+        """Prefill `prompt.input_ids[:upto]` beyond the shared prefix; returns how many tokens were prefilled."""
+        ids = list(prompt.input_ids[:upto] if upto is not None else prompt.input_ids)
+        if not ids:
+            raise ValueError("a prompt needs at least one token")
+        if self._in_span(ids, len(ids)):
+            raise ValueError("extend must not stop inside an audio span")
+        keep = self._shared(ids, prompt.audio)
+        if keep == len(ids) and keep == len(self.tokens) and self._logits is not None:
+            return 0
+        if keep == len(ids):  # the prompt is a prefix of the cache: prefill its last token again for its logits
+            keep = self._span_start(ids, keep - 1)
+        spans = self._spans(ids[:keep])
+        self.decoder.truncate(keep)
+        self.tokens, self.chunks, self._logits = ids[:keep], self.chunks[:spans], None
+        new_ids = ids[keep:]
+        new_spans = self._spans(new_ids)
+        new_chunks = list(prompt.audio[spans:spans + new_spans])
+        if len(new_chunks) != new_spans:
+            raise ValueError(f"the prompt has more audio spans than its {len(prompt.audio)} audio chunks")
+        self._prefill(new_ids, new_chunks)
+        self.tokens += new_ids
+        self.chunks += new_chunks
+        return len(new_ids)
+
+    def events(self, prompt: Prompt, config: GenerationConfig | None = None, *,
+               should_stop: Callable[[], bool] | None = None) -> Iterator[StreamDelta | SequenceDone | SequenceFailed]:
+        """Prefill what `prompt` has beyond the cache, then decode from it (`Engine.events` for one prompt)."""
+        config = config or GenerationConfig()
+        first: list[Tensor] = []  # the prompt's logits, kept for a later call with the same prompt
+
+        def prefill(prompts: Sequence[Prompt], max_new_tokens: int, timings: Timings):
+            encode_s = self.encode_s
+            self.extend(prompt)
+            first.append(self._logits)
+            timings.audio_encode_s = self.encode_s - encode_s
+            self.decoder.reserve(len(self.tokens) + max_new_tokens)
+            ids = torch.tensor([self.tokens], device=self.engine.model.device)
+            steps = self._steps(len(self.tokens))
+            return ids, steps, next(steps)
+
+        try:
+            yield from self.engine._events([prompt], config, should_stop, prefill)
+        finally:  # drop the answer's tokens: the cache holds the prompt again
+            if self.decoder.length > len(self.tokens):
+                self.decoder.truncate(len(self.tokens))
+            self._logits = first[0] if first else None
+
+    # ------------------------------------------------------------------------------------- pieces
+
+    def _steps(self, position: int) -> Iterator[Tensor]:
+        """A stepper for `Engine._decode`: the cached logits, then one decode step per id sent in."""
+        next_ids = yield self._logits
+        while True:
+            where = torch.tensor([[position]], device=self.engine.model.device)
+            next_ids = yield self.decoder.decode(next_ids, where)
+            position += 1
+
+    @torch.inference_mode()
+    def _prefill(self, ids: list[int], chunks: list[AudioChunkFeatures]) -> None:
+        model = self.engine.model
+        t0 = time.perf_counter()
+        audio = None
+        if chunks:
+            mel, valid = pad_mels(chunks)
+            audio = AudioBatch(mel, valid, [len(chunks)])
+        input_ids = torch.tensor([ids], device=model.device)
+        embeds = model.embed_inputs(input_ids, audio)
+        t1 = time.perf_counter()
+        start = len(self.tokens)
+        if start + len(ids) > self.decoder.capacity:
+            self.decoder.reserve(max(start + len(ids), 2 * self.decoder.capacity))
+        positions = torch.arange(start, start + len(ids), device=model.device)[None]
+        self._logits = self.decoder.extend(embeds, positions)
+        self.encode_s += t1 - t0 if chunks else 0.0
+        self.prefill_s += time.perf_counter() - t0
+        self.encoded_chunks += len(chunks)
+        self.prefilled_tokens += len(ids)
+
+    def _spans(self, ids: list[int]) -> int:
+        return ids.count(self.engine.special.audio_start)
+
+    def _in_span(self, ids: list[int], n: int) -> bool:
+        """Whether cutting `ids` before position `n` would split an audio span."""
+        special = self.engine.special
+        for token in reversed(ids[:n]):
+            if token == special.audio_end:
+                return False
+            if token == special.audio_start:
+                return True
+        return False
+
+    def _span_start(self, ids: list[int], n: int) -> int:
+        """`n`, or the start of the audio span that position `n` would cut."""
+        while n > 0 and self._in_span(ids, n):
+            n -= 1
+        return n
+
+    def _shared(self, ids: list[int], audio: Sequence[AudioChunkFeatures]) -> int:
+        """How many leading tokens of `ids` (with `audio`) the cache holds already."""
+        n = 0
+        for cached, token in zip(self.tokens, ids):  # noqa: B905 - the shorter one bounds the prefix
+            if cached != token:
+                break
+            n += 1
+        n = self._span_start(ids, n)
+        for i in range(self._spans(ids[:n])):
+            if i >= len(audio) or not _same_chunk(self.chunks[i], audio[i]):
+                n = _nth(ids, self.engine.special.audio_start, i)
+                break
+        return n
+
+
+def _same_chunk(a: AudioChunkFeatures, b: AudioChunkFeatures) -> bool:
+    return a is b or (a.num_samples == b.num_samples and a.valid_frames == b.valid_frames
+                      and a.mel.shape == b.mel.shape and bool(torch.equal(a.mel, b.mel)))
+
+
+def _nth(ids: list[int], token: int, n: int) -> int:
+    """The position of the `n`-th (from 0) `token` in `ids`."""
+    seen = -1
+    for position, value in enumerate(ids):
+        if value == token:
+            seen += 1
+            if seen == n:
+                return position
+    raise ValueError(f"fewer than {n + 1} of token {token}")
 
 
 def _new_cache(model: AudioR1ForCausalLM):

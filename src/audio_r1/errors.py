@@ -133,3 +133,7 @@ class CacheCapacityError(AudioR1Error, RuntimeError):
 
 class SamplingError(AudioR1Error, RuntimeError):
     """One sequence's next-token distribution could not be sampled (its logits were not usable)."""
+
+
+class PrefixCacheError(AudioR1Error, ValueError):
+    """A `PrefixCache` cannot run this model (its decoder is not one `FastDecoder` supports)."""

@@ -20,6 +20,11 @@ tokens a few steps later.
     decoder.start(batch_size, prompt_len + max_new_tokens)
     logits = decoder.prefill(embeds, attention_mask, position_ids)   # (B, vocab)
     logits = decoder.decode(next_ids, next_positions)                # (B, vocab), once per token
+
+One sequence's cache can also grow piece by piece (`extend`, batch 1, no padding): each piece attends
+to everything cached before it, so a prompt prefilled in pieces as it arrives (listen while thinking)
+leaves the same keys and values as one prefill, up to float rounding. `truncate` rolls it back to a
+shared prefix, and `reserve` grows the capacity, keeping what is cached.
 """
 
 from __future__ import annotations
@@ -183,6 +188,25 @@ class FastDecoder:
         self._padded = False
         self.length = 0
 
+    def reserve(self, capacity: int) -> None:
+        """Grow the cache to hold at least `capacity` tokens per sequence, keeping what is cached."""
+        if self._cache is None:
+            raise RuntimeError("call FastDecoder.start(batch_size, capacity) first")
+        if capacity <= self.capacity:
+            return
+        old, old_bias = self._cache, self._bias
+        shape = (*old.shape[:4], capacity, old.shape[5])
+        self._cache = torch.empty(shape, dtype=self.dtype, device=self.device)
+        self._cache[:, :, :, :, : self.length] = old[:, :, :, :, : self.length]
+        self._bias = torch.zeros((old.shape[2], capacity), dtype=self.dtype, device=self.device)
+        self._bias[:, : self.length] = old_bias[:, : self.length]
+
+    def truncate(self, length: int) -> None:
+        """Forget every cached token from position `length` on (a later call overwrites those slots)."""
+        if not 0 <= length <= self.length:
+            raise ValueError(f"cannot truncate {self.length} cached tokens to {length}")
+        self.length = length
+
     def release(self) -> None:
         """Free the cache memory (a later `start` allocates it again)."""
         self._cache, self._bias, self.length = None, None, 0
@@ -224,6 +248,47 @@ class FastDecoder:
             x += self._prefill_attention(layer, _rms_norm(x, layer.input_norm), cos, sin, mask, kv, batch)
             x += self._mlp(layer, x)
         return self._logits(x.view(batch, length, -1)[:, -1])
+
+    @torch.inference_mode()
+    def extend(self, inputs_embeds: Tensor, position_ids: Tensor) -> Tensor:
+        """Prefill (1, L, H) more tokens of one unpadded sequence after those cached; logits (1, vocab) of the last.
+
+        The new tokens attend causally to each other and to every cached token.
+        """
+        batch, length, _ = inputs_embeds.shape
+        if batch != 1 or self.batch_size != 1:
+            raise ValueError("extend runs one sequence: start(1, capacity) and give (1, L, H)")
+        if self._padded:
+            raise ValueError("extend needs an unpadded cache")
+        if length < 1 or position_ids.shape != (1, length):
+            raise ValueError("extend needs at least one token and (1, L) position_ids")
+        first = self._claim(length, 1)
+        keys = first + length
+        mask = None
+        if first:  # query i sees the cached keys and the new ones up to itself
+            where = torch.arange(keys, device=self.device)
+            mask = (where[None, :] <= first + torch.arange(length, device=self.device)[:, None])[None, None]
+        cos, sin = self._rope(position_ids.to(self.device))
+        cos, sin = cos[:, :, None], sin[:, :, None]
+        x = inputs_embeds.to(device=self.device, dtype=self.dtype).reshape(length, -1).clone()
+        dim = self.head_dim
+        for layer, kv in zip(self.layers, self._cache, strict=True):
+            h = _rms_norm(x, layer.input_norm)
+            q = _rotate(layer.q(h).view(1, length, self.heads, dim), cos, sin).transpose(1, 2)
+            k = _rotate(layer.k(h).view(1, length, self.kv_heads, dim), cos, sin).transpose(1, 2)
+            kv[0, :, :, first:keys] = k
+            kv[1, :, :, first:keys] = layer.v(h).view(1, length, self.kv_heads, dim).transpose(1, 2)
+            all_k, all_v = kv[0, :, :, :keys], kv[1, :, :, :keys]
+            if mask is None:  # nothing cached before: exactly `prefill`'s unpadded call
+                out = F.scaled_dot_product_attention(q, all_k, all_v, is_causal=True, scale=self.scale,
+                                                     enable_gqa=self.groups > 1)
+            else:
+                all_k = all_k.repeat_interleave(self.groups, dim=1)
+                all_v = all_v.repeat_interleave(self.groups, dim=1)
+                out = F.scaled_dot_product_attention(q, all_k, all_v, attn_mask=mask, scale=self.scale)
+            x += layer.o(out.transpose(1, 2).reshape(length, self.heads * dim))
+            x += self._mlp(layer, x)
+        return self._logits(x[-1:])
 
     @torch.inference_mode()
     def decode(self, input_ids: Tensor, position_ids: Tensor) -> Tensor:

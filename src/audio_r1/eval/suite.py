@@ -3,8 +3,9 @@
     audio-r1 eval suite --data runs/suite-v1/test.jsonl --model smol
     audio-r1 eval suite --data runs/suite-v1/test.jsonl --model smol --no-think   # forced empty think block
 
-Per family it reports accuracy, the chance level (1 / number of options for multiple choice, 0 for
-open answers), and the grounding rate: the share of reasoning chains that are grounded by the
+Per family it reports accuracy, the chance level (1 / number of options for multiple choice; for open
+answers 0, or the chance an item records when its answers are closed, like "fast or slow"), and the
+grounding rate: the share of reasoning chains that are grounded by the
 project's one definition (`scoring.grounding.judge_grounding`, the same test MGRD filters with),
 over the items that have true acoustic parameters, and the faithful rate: the share of chains whose
 answer follows from their own claims (`scoring.faithfulness`), over the chains whose claims decide it. The surrogate-trap family, whose words
@@ -55,6 +56,8 @@ class FamilyScore:
     mean_think_tokens: float
     faithful_rate: float | None = None  # over the chains whose claims decide the answer
     faithful_n: int = 0
+    faithful_grounded_rate: float | None = None  # the same, over the grounded chains among them
+    faithful_grounded_n: int = 0
 
     @property
     def interval(self) -> float:
@@ -128,7 +131,8 @@ def evaluate_suite(
 
 
 def score_item(item: Item, reasoning: str, answer: str, think_tokens: int) -> ItemResult:
-    chance = 1.0 / len(item.choices) if item.choices else 0.0
+    # an open question with a closed answer set ("fast or slow") records its chance in params
+    chance = 1.0 / len(item.choices) if item.choices else float(item.params.get("chance", 0.0))
     grounded = judge_grounding(reasoning, item).grounded if is_checkable(item) else None
     return ItemResult(item.id, item.family, is_correct(item, answer), chance, grounded, reasoning, answer, think_tokens,
                       judge_faithfulness(reasoning, answer, item))
@@ -146,6 +150,7 @@ def _score(name: str, group: list[ItemResult]) -> FamilyScore:
     n = len(group)
     checkable = [r for r in group if r.grounded is not None]
     judged = [r for r in group if r.faithful is not None]
+    judged_grounded = [r for r in judged if r.grounded]
     return FamilyScore(
         family=name,
         n=n,
@@ -155,6 +160,9 @@ def _score(name: str, group: list[ItemResult]) -> FamilyScore:
         mean_think_tokens=sum(r.think_tokens for r in group) / n if n else 0.0,
         faithful_rate=sum(bool(r.faithful) for r in judged) / len(judged) if judged else None,
         faithful_n=len(judged),
+        faithful_grounded_rate=(sum(bool(r.faithful) for r in judged_grounded) / len(judged_grounded)
+                                if judged_grounded else None),
+        faithful_grounded_n=len(judged_grounded),
     )
 
 

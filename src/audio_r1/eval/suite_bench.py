@@ -24,11 +24,15 @@ class Suite(Benchmark):
     name = "suite"
     title = "Acoustic reasoning suite"
     layout = "a suite manifest such as runs/suite-v1/test.jsonl beside its audio/ folder"
+    folder_manifest = "test.jsonl"  # the manifest read when --data names a folder
+    generator = "audio-r1 data suite"
 
     def load(self, data: Path, limit: int | None = None) -> Loaded:
         manifest = Path(data)
+        if manifest.is_dir():
+            manifest = manifest / self.folder_manifest
         if not manifest.is_file():
-            raise BenchmarkDataError(manifest, "suite manifest not found (generate one with `audio-r1 data suite`)")
+            raise BenchmarkDataError(manifest, f"{self.name} manifest not found (generate one with `{self.generator}`)")
         try:
             entries = read_manifest(manifest)[:limit]
         except ManifestError as error:
@@ -62,6 +66,8 @@ class Generalisation(Suite):
     name = "generalisation"
     title = "Generalisation set"
     layout = "generalisation.jsonl (from `audio-r1 data generalisation`) beside its audio/ folder"
+    folder_manifest = "generalisation.jsonl"
+    generator = "audio-r1 data generalisation"
 
 
 def suite_report(items: list[BenchItem], replies: dict[str, dict[str, Any]], settings: dict[str, Any]) -> SuiteReport:

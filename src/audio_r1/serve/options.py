@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..realtime.config import TTS_ENGINES, RealtimeOptions
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ServeConfig:
     shutdown_timeout_s: float = 120.0
     log_level: str = "info"
     audio: AudioPolicy = field(default_factory=AudioPolicy)
+    realtime: RealtimeOptions = field(default_factory=RealtimeOptions)
 
     @property
     def name(self) -> str:
@@ -87,6 +89,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to finish requests in flight on SIGTERM; then streams get an error "
                              "event and waiting requests a 503")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    realtime = parser.add_argument_group("realtime (WebSocket /v1/realtime)")
+    realtime.add_argument("--realtime-max-sessions", type=int, default=16,
+                          help="realtime sessions open at once; one more is refused with an error event")
+    realtime.add_argument("--realtime-max-buffer-seconds", type=float, default=60.0,
+                          help="uncommitted input audio a session may hold")
+    realtime.add_argument("--realtime-idle-timeout", type=float, default=300.0,
+                          help="seconds without a client event (and no response running) before a session closes")
+    realtime.add_argument("--realtime-tts", default="espeak", choices=list(TTS_ENGINES),
+                          help="the speech engine of realtime answers")
+    realtime.add_argument("--realtime-voice", default=None,
+                          help="its default voice: an espeak-ng voice (en-us, en-us+f3 ...) or a Piper .onnx file")
+    realtime.add_argument("--realtime-tts-workers", type=int, default=2, help="threads synthesising speech")
+    realtime.add_argument("--realtime-turn-detection", default="server_vad", choices=["server_vad", "none"],
+                          help="a new session's turn detection (a client can change it with session.update)")
 
 
 def serve_config_from_args(args: argparse.Namespace) -> ServeConfig:
@@ -116,6 +132,11 @@ def serve_config_from_args(args: argparse.Namespace) -> ServeConfig:
         audio=AudioPolicy(max_audio_seconds=args.max_audio_seconds, allowed_local_dir=local,
                           allow_remote=args.allow_remote_audio,
                           allow_private_remote=args.allow_private_remote_audio),
+        realtime=RealtimeOptions(max_sessions=args.realtime_max_sessions,
+                                 max_buffer_s=args.realtime_max_buffer_seconds,
+                                 idle_timeout_s=args.realtime_idle_timeout, tts=args.realtime_tts,
+                                 voice=args.realtime_voice, tts_workers=args.realtime_tts_workers,
+                                 server_vad=args.realtime_turn_detection == "server_vad"),
     )
 
 

@@ -4,8 +4,10 @@
 
 Endpoints: `POST /v1/chat/completions` (streamed or not; the think block comes back as
 `reasoning`, and under its former vLLM name `reasoning_content` too, the answer as `content`, as
-vLLM's reasoning parsers return them), `GET /v1/models` and `GET /health`. Concurrent requests are
-decoded together by one `Batcher`.
+vLLM's reasoning parsers return them), the WebSocket `/v1/realtime` (the OpenAI Realtime protocol,
+speech in and out: see `serve/realtime.py` and docs/realtime.md), `GET /v1/models`,
+`GET /health`, and `GET /realtime`, a page to talk to the model from the browser's microphone. Concurrent requests, realtime responses included, are decoded together by one
+`Batcher`.
 
 Every refusal is a 4xx in OpenAI's error shape: a body over `--max-body-mb` (413), bad JSON or
 fields, unreadable or too much audio, `max_tokens` over `--max-tokens-limit` or the context (400), a
@@ -34,12 +36,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -60,10 +63,12 @@ from .protocol import (
     reasoning_fields,
     usage_dict,
 )
+from .realtime import RealtimeRoute
 
 log = logging.getLogger("audio_r1.serve")
 
 RETRY_AFTER_S = 1  # the Retry-After of a 429: a batch of the tiny preset takes about that long
+REALTIME_PAGE = Path(__file__).resolve().parent / "static" / "realtime.html"
 SHUTDOWN_MARGIN_S = 5.0  # uvicorn's own shutdown timeout is ours plus this: time to send the final events
 
 
@@ -92,6 +97,8 @@ class _State:
 def create_app(model: AudioR1, config: ServeConfig) -> FastAPI:
     """The FastAPI app serving `model`; the batcher starts and stops with the app's lifespan."""
     state = _State(model, config)
+    realtime = RealtimeRoute(state)
+    page = REALTIME_PAGE.read_text()
 
     @asynccontextmanager
     async def lifespan(app):
@@ -100,6 +107,7 @@ def create_app(model: AudioR1, config: ServeConfig) -> FastAPI:
         # uvicorn has already waited for the requests in flight; let the worker finish and end.
         await run_in_threadpool(state.batcher.stop, config.shutdown_timeout_s)
         state.prepare_pool.shutdown(wait=False, cancel_futures=True)
+        realtime.shutdown()
 
     app = FastAPI(title="audio-r1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.serve = state
@@ -139,7 +147,17 @@ def create_app(model: AudioR1, config: ServeConfig) -> FastAPI:
                          "failed": s.failed, "cancelled": s.cancelled, "aborted": s.aborted,
                          "max_batch_seen": s.max_batch_seen,
                          "mean_batch": round(s.batched_requests / s.batches, 2) if s.batches else 0.0},
+            "realtime": realtime.registry.stats(),
         }
+
+    @app.websocket("/v1/realtime")
+    async def realtime_session(websocket: WebSocket) -> None:
+        await realtime.serve(websocket)
+
+    @app.get("/realtime")
+    async def realtime_page() -> HTMLResponse:
+        """The talk page: microphone in, reasoning and answer beside each other, speech out."""
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:

@@ -90,7 +90,7 @@ SUITE_MIX = 4000  # the suite's first 4000 train items join the reasoning stage
 # curriculum only: every target states measured pitch, level, length or onsets), then reasoning (the
 # curriculum's task questions mixed 1:1 with the suite, so the suite's families are kept).
 HEARING_STAGES: dict[str, dict[str, Any]] = {
-    "align": dict(steps=50, lr=3e-4, adaptor_lr=1e-3, warmup_steps=5),
+    "align": dict(steps=140, lr=3e-4, adaptor_lr=1e-3, warmup_steps=10),
     "reason": dict(steps=100, lr=2e-4, adaptor_lr=5e-4, warmup_steps=5),
 }
 HEARING_COMMON: dict[str, Any] = dict(model="smol-base", lora=True, lora_rank=16, lora_alpha=32, batch_size=16,
