@@ -11,9 +11,10 @@ question), one at a time:
   `/v1/chat/completions` request (the clock starts when it is sent), then the whole answer synthesised by the same TTS engine (espeak-ng) and
   taken whole: its first audio byte exists only once both are done.
 
-Both use greedy decoding, the same max_tokens and thinking budget. Note what the realtime path does not do
-yet: it does not prefill audio while the user speaks (listen-while-thinking), so the think block still sits
-between the end of the turn and the first answer clause.
+Both use greedy decoding, the same max_tokens and thinking budget. The realtime server listens while the user
+speaks (pieces of the clip are prefilled as they are appended; here the clip is appended faster than real
+time, see bench/bench_listen.py for the real-time comparison), but it emits no think segments between the
+pieces yet, so the think block still sits between the end of the turn and the first answer clause.
 
 Run: python bench/bench_realtime.py --write      (about 3 minutes on 2 cores)
 """

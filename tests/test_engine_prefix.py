@@ -7,6 +7,9 @@ encoder attends across its whole chunk, so cutting the audio changes what each f
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -64,8 +67,7 @@ class EncoderCalls:
 def listen(model: AudioR1, cache, clips: list[np.ndarray], history: list[Turn] | None = None) -> Prompt:
     """Feed the pieces one by one as they 'arrive'; the final prompt of the turn."""
     for k in range(1, len(clips) + 1):
-        partial = model.processor.prompt(turns(clips[:k], history))
-        cache.extend(partial, upto=heard_so_far(model, partial))
+        cache.listen(model.processor.prompt(turns(clips[:k], history)))  # up to the end of its last audio
     return model.processor.prompt(turns(clips, history))
 
 
@@ -135,3 +137,39 @@ def test_a_stop_inside_an_audio_span_is_refused(tiny, pieces) -> None:
     inside = prompt.input_ids.index(tiny.special.audio_start) + 3
     with pytest.raises(ValueError, match="audio span"):
         tiny.engine.prefix_cache().extend(prompt, upto=inside)
+
+
+def test_a_listener_prefills_in_its_thread_and_answers_from_its_cache(tiny, pieces) -> None:
+    """The realtime session's `Listener`: prefills asked for as pieces arrive run in its own thread (a newer
+    one replaces one not started), the response decodes from the cache, `close` frees it."""
+    from audio_r1.realtime.listen import Listener, ListenStats
+
+    stats = ListenStats()
+    listener = Listener(tiny, stats)
+    final = tiny.processor.prompt(turns(pieces[:4]))
+    got: list = []
+    done = threading.Event()
+
+    def emit(event) -> None:
+        got.append(event)
+        if isinstance(event, SequenceDone | BaseException):
+            done.set()
+
+    calls = EncoderCalls(tiny)
+    try:
+        for k in range(1, 4):
+            listener.hear(turns(pieces[:k]))
+        listener.submit(final, GREEDY, emit)
+        assert done.wait(300)
+    finally:
+        calls.close()
+    assert sum(calls.chunks) == 4  # every piece encoded once, whichever prefills ran
+    counts = stats.stats()
+    assert (counts["caches"], counts["responses"], counts["encoded_chunks"]) == (1, 1, 4)
+    assert 1 <= counts["prefills"] <= 3
+    assert answer(got) == tiny.engine.generate([final], GREEDY)[0].token_ids
+    listener.close()
+    deadline = time.monotonic() + 60
+    while stats.stats()["freed"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stats.stats()["caches"] == 0 and stats.stats()["freed"] == 1 and listener.cache is None

@@ -371,3 +371,100 @@ def test_piper_engine_serves_speech(tmp_path) -> None:
         run(go())
     finally:
         assert proc.stop() == 0
+
+
+# ------------------------------------------------------------------------------- listen while thinking
+
+
+def listen_stats(server) -> dict:
+    return health(server)["realtime"]["listen"]
+
+
+def wait_listen(server, field: str, at_least: int, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = listen_stats(server)
+        if stats[field] >= at_least or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.05)
+
+
+def speech_like_pcm(seconds: float, base: float = 220.0) -> bytes:
+    """A changing sound (a tone gliding every 0.25 s), PCM16 at 24 kHz."""
+    return b"".join(tone_pcm(0.25, base + 40 * (i % 7)) for i in range(round(seconds * 4)))
+
+
+async def stream(conn, pcm: bytes, piece_bytes: int = 4800) -> None:
+    """Append `pcm` in 100 ms frames, as a microphone would."""
+    for start in range(0, len(pcm), piece_bytes):
+        await conn.input_audio_buffer.append(audio=b64(pcm[start:start + piece_bytes]))
+
+
+def test_a_turn_streamed_in_pieces_is_heard_as_it_arrives_and_answered_from_the_cache(server) -> None:
+    """4.5 s in 100 ms frames: the two whole 2 s pieces are encoded and prefilled before the commit, the
+    response encodes only the last 0.5 s; a second turn encodes only its own audio."""
+    before = listen_stats(server)
+
+    async def go():
+        async with client(server.url, KEY).realtime.connect(model="tiny") as conn:
+            updated = await manual_session(conn, max_output_tokens=24, audio_r1={"thinking_token_budget": 4,
+                                                                                  "temperature": 0.0})
+            assert updated.session.model_dump()["audio_r1"]["listen_while_thinking"] is True
+            await stream(conn, speech_like_pcm(4.5))
+            heard = wait_listen(server, "encoded_chunks", before["encoded_chunks"] + 2)
+            assert heard["encoded_chunks"] == before["encoded_chunks"] + 2  # each whole piece once, as it came
+            assert heard["caches"] == before["caches"] + 1
+            await conn.input_audio_buffer.commit()
+            await conn.response.create()
+            done, events = await until(conn, "response.done")
+            assert done.response.status in ("completed", "incomplete")
+            assert "audio_r1.reasoning.delta" in [e.type for e in events]
+            answered = listen_stats(server)
+            assert answered["responses"] == before["responses"] + 1
+            assert answered["encoded_chunks"] == before["encoded_chunks"] + 3  # the last piece, only it
+            # the second turn: its own piece and rest; the first turn's audio is never encoded again
+            await stream(conn, speech_like_pcm(2.5, 300.0))
+            wait_listen(server, "encoded_chunks", answered["encoded_chunks"] + 1)
+            await conn.input_audio_buffer.commit()
+            await conn.response.create()
+            again, _ = await until(conn, "response.done")
+            assert again.response.status in ("completed", "incomplete")
+            assert again.response.usage.input_tokens > done.response.usage.input_tokens
+            second = listen_stats(server)
+            assert second["responses"] == before["responses"] + 2
+            assert second["encoded_chunks"] == answered["encoded_chunks"] + 2
+
+    run(go())
+    assert wait_listen(server, "freed", before["freed"] + 1)["caches"] == before["caches"]
+
+
+def test_listening_turned_off_answers_through_the_batcher(server) -> None:
+    before, batched = listen_stats(server), health(server)["batching"]["requests"]
+
+    async def go():
+        async with client(server.url, KEY).realtime.connect(model="tiny") as conn:
+            updated = await manual_session(conn, max_output_tokens=16, audio_r1={"listen_while_thinking": False})
+            assert updated.session.model_dump()["audio_r1"]["listen_while_thinking"] is False
+            events = await ask_audio(conn, speech_like_pcm(2.5))
+            assert events[-1].response.status in ("completed", "incomplete")
+
+    run(go())
+    after = listen_stats(server)
+    assert after["prefills"] == before["prefills"] and after["responses"] == before["responses"]
+    assert health(server)["batching"]["requests"] == batched + 1
+
+
+def test_a_dropped_client_frees_its_listening_cache(server) -> None:
+    before = listen_stats(server)
+
+    async def go():
+        conn = await client(server.url, KEY).realtime.connect(model="tiny").enter()
+        await manual_session(conn)
+        await stream(conn, speech_like_pcm(4.2))
+        assert wait_listen(server, "caches", before["caches"] + 1)["caches"] == before["caches"] + 1
+        conn._connection.transport.abort()  # vanish without a close handshake
+
+    run(go())
+    assert wait_sessions(server, 0)["realtime"]["sessions"] == 0
+    freed = wait_listen(server, "freed", before["freed"] + 1)
+    assert freed["freed"] == before["freed"] + 1 and freed["caches"] == before["caches"]

@@ -117,6 +117,8 @@ def test_turn_detection_and_options_are_checked() -> None:
         RealtimeOptions(max_sessions=0)
     with pytest.raises(ConfigError):
         RealtimeOptions(tts="festival")
+    with pytest.raises(ConfigError):
+        RealtimeOptions(listen_piece_s=30.0)  # a piece must stay one encoder chunk
     assert TurnDetection().to_wire()["type"] == "server_vad"
 
 
@@ -131,6 +133,10 @@ def test_serve_flags_reach_the_realtime_options() -> None:
     rt = serve_config_from_args(args).realtime
     assert (rt.max_sessions, rt.max_buffer_s, rt.idle_timeout_s, rt.server_vad, rt.voice) == (3, 9.0, 12.0, False,
                                                                                               "en-gb")
+    assert (rt.listen, rt.listen_piece_s) == (True, 2.0)
+    off = serve_config_from_args(parser.parse_args(["--no-realtime-listen-while-thinking",
+                                                    "--realtime-listen-piece-seconds", "1.5"])).realtime
+    assert (off.listen, off.listen_piece_s) == (False, 1.5)
     with pytest.raises(ConfigError):
         serve_config_from_args(parser.parse_args(["--realtime-max-sessions", "0"]))
 

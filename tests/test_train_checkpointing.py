@@ -1,4 +1,4 @@
-"""Training checkpoints load their optimizer and scheduler states without running pickled code."""
+"""Training checkpoints: plain and sharded layouts; optimizer and scheduler states load without running pickled code."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ import pytest
 import torch
 
 from audio_r1.errors import CheckpointError
-from audio_r1.train.checkpointing import OPTIMIZER, SCHEDULER, load_checkpoint, save_checkpoint
+from audio_r1.train.checkpointing import (
+    OPTIMIZER,
+    SCHEDULER,
+    load_checkpoint,
+    load_sharded_checkpoint,
+    read_sharded_tensors,
+    save_checkpoint,
+    save_sharded_checkpoint,
+)
 from audio_r1.train.options import make_scheduler
 
 
@@ -75,3 +83,25 @@ def test_a_plain_pickle_that_is_no_state_dict_is_refused(tmp_path: Path) -> None
     torch.save([1, 2, 3], path / OPTIMIZER)
     with pytest.raises(CheckpointError, match="state dict"):
         load_checkpoint(path)
+
+
+def test_a_sharded_checkpoint_round_trips_and_is_refused_by_the_plain_loader(tmp_path: Path) -> None:
+    """The layout of FSDP runs' checkpoints, written by one process (the multi-process runs are in test_train_sft)."""
+    model, optimizer, scheduler = trained()
+    shards = {"model": {k: v.detach().clone() for k, v in model.state_dict().items()}, "optimizer": {"lr": 0.5}}
+    for step in (1, 2, 3):
+        path = save_sharded_checkpoint(tmp_path, step, shards, scheduler.state_dict(), {"seed": 1}, main=True,
+                                       barrier=lambda: None, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000002", "step-00000003"], "staging left or not pruned"
+    assert {k: torch.equal(v, shards["model"][k]) for k, v in read_sharded_tensors(path).items()} == {
+        "weight": True, "bias": True}
+    empty = {"model": {k: torch.zeros_like(v) for k, v in shards["model"].items()}, "optimizer": {"lr": 0.0}}
+    scheduler_state, state = load_sharded_checkpoint(path, empty)
+    assert torch.equal(empty["model"]["weight"], model.weight.detach()) and empty["optimizer"]["lr"] == 0.5
+    assert state == {"seed": 1, "step": 3} and scheduler_state["last_epoch"] == scheduler.last_epoch
+    with pytest.raises(CheckpointError, match="sharded checkpoint"):
+        load_checkpoint(path)
+    plain = save_checkpoint(tmp_path / "plain", 1, dict(model.named_parameters()), optimizer.state_dict(),
+                            scheduler.state_dict(), {})
+    with pytest.raises(CheckpointError, match="not a sharded checkpoint"):
+        load_sharded_checkpoint(plain, empty)

@@ -20,6 +20,7 @@ from audio_r1.train.options import (
     add_config_flags,
     check_resume,
     config_from_flags,
+    effective_mixed_precision,
 )
 from audio_r1.train.rl import RLConfig
 from audio_r1.train.select import SelectConfig
@@ -109,3 +110,16 @@ def test_no_stage_imports_the_cli() -> None:
             "audio_r1.train.select, audio_r1.train.recipe; print('audio_r1.cli' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "False", done.stderr[-2000:]
+
+
+def test_bf16_falls_back_to_fp32_only_on_a_cpu_without_native_bf16(monkeypatch) -> None:
+    import torch
+
+    assert effective_mixed_precision("no", "cpu") == "no"
+    assert effective_mixed_precision("bf16", "cuda") == "bf16"  # decided by the device, not checked here
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert effective_mixed_precision("bf16", "cpu") == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    with pytest.warns(UserWarning, match="no native bf16"):
+        assert effective_mixed_precision("bf16", "cpu") == "no"

@@ -499,6 +499,17 @@ class PrefixCache:
         self.chunks += new_chunks
         return len(new_ids)
 
+    def listen(self, prompt: Prompt) -> int:
+        """Prefill an open turn's prompt up to the end of its last audio span (the audio heard so far).
+
+        Returns how many tokens were prefilled (0 when the prompt holds no audio past the cache).
+        """
+        ids = prompt.input_ids
+        end = self.engine.special.audio_end
+        if end not in ids:
+            return 0
+        return self.extend(prompt, upto=len(ids) - ids[::-1].index(end))
+
     def events(self, prompt: Prompt, config: GenerationConfig | None = None, *,
                should_stop: Callable[[], bool] | None = None) -> Iterator[StreamDelta | SequenceDone | SequenceFailed]:
         """Prefill what `prompt` has beyond the cache, then decode from it (`Engine.events` for one prompt)."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ class AudioClip:
 
     waveform: np.ndarray
     source: str = "audio"
+    # the clip's encoder inputs and placeholder part, when computed already (`Processor.with_features`)
+    features: tuple[list[AudioChunkFeatures], AudioPart] | None = field(default=None, compare=False, repr=False)
 
     @property
     def seconds(self) -> float:
@@ -119,12 +122,18 @@ class Processor:
 
     def audio(self, clip: AudioClip) -> tuple[list[AudioChunkFeatures], AudioPart]:
         """A clip's encoder inputs, one per chunk, and the placeholder part that stands for them."""
+        if clip.features is not None:
+            return clip.features
         chunks = prepare_audio(clip.waveform, self.config.encoder.n_mels, self.config.chunk_seconds)
         counts = [self.config.num_audio_patches(c.valid_frames) for c in chunks]
         kept = [(c, n) for c, n in zip(chunks, counts, strict=True) if n > 0]
         if not kept:
             raise AudioTooShortError(clip.source, clip.seconds * 1000, MIN_AUDIO_MS)
         return [c for c, _ in kept], AudioPart([n for _, n in kept])
+
+    def with_features(self, clip: AudioClip) -> AudioClip:
+        """The clip carrying its encoder inputs, so that prompts built from it again skip the log-mel."""
+        return clip if clip.features is not None else dataclasses.replace(clip, features=self.audio(clip))
 
     def _message(self, turn: Turn, chunks: list[AudioChunkFeatures]) -> Message:
         if turn.role == "assistant":

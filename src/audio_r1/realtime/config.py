@@ -11,6 +11,10 @@ from ..errors import ConfigError
 
 WIRE_RATE = 24000  # PCM16 mono in and out, as the OpenAI Realtime API fixes it (`audio/pcm`, rate 24000)
 TTS_ENGINES = ("espeak", "piper")
+# listen-while-thinking pieces: 2 s is one encoder chunk of a microphone's worth of speech, short enough that
+# the end of a turn leaves little to prefill and long enough that a piece's encoder window holds a few words
+DEFAULT_PIECE_S = 2.0
+MIN_PIECE_S, MAX_PIECE_S = 0.5, 25.0  # 25 s: the models' chunk_seconds (one piece must stay one chunk)
 
 
 @dataclass
@@ -54,6 +58,10 @@ class RealtimeOptions:
     `tts` names the speech engine ("espeak" or "piper"), `voice` its default voice (None: the
     engine's own), `tts_workers` the threads that synthesise for all sessions.
     `server_vad` is whether new sessions start with server VAD (as OpenAI's do) or commit by hand.
+    `listen` is listen-while-thinking for new sessions: the turn is cut into pieces of `listen_piece_s`
+    seconds as it arrives (each one encoder chunk), each piece encoded and prefilled into the session's
+    own KV cache at once, so that at the end of the turn only its last piece is left (see
+    `realtime/listen.py`).
     """
 
     max_sessions: int = 16
@@ -63,6 +71,8 @@ class RealtimeOptions:
     voice: str | None = None
     tts_workers: int = 2
     server_vad: bool = True
+    listen: bool = True
+    listen_piece_s: float = DEFAULT_PIECE_S
     turn_detection: TurnDetection = field(default_factory=TurnDetection)
 
     def __post_init__(self) -> None:
@@ -74,5 +84,8 @@ class RealtimeOptions:
             raise ConfigError(f"--realtime-idle-timeout must be positive, got {self.idle_timeout_s}")
         if self.tts not in TTS_ENGINES:
             raise ConfigError(f"--realtime-tts must be one of {', '.join(TTS_ENGINES)}, got {self.tts!r}")
+        if not MIN_PIECE_S <= self.listen_piece_s <= MAX_PIECE_S:
+            raise ConfigError(f"--realtime-listen-piece-seconds must be in [{MIN_PIECE_S:g}, {MAX_PIECE_S:g}], "
+                              f"got {self.listen_piece_s}")
         if self.tts_workers < 1:
             raise ConfigError(f"--realtime-tts-workers must be >= 1, got {self.tts_workers}")

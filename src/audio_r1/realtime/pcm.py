@@ -104,6 +104,13 @@ class InputBuffer:
         self._chunks = [kept] if len(kept) else []
         self.samples = len(kept)
 
+    def samples_between(self, start: int, stop: int) -> np.ndarray:
+        """A copy of the 16 kHz samples [start, stop) held so far (the resampler's tail not included)."""
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        held = self._chunks[0] if self._chunks else np.zeros(0, np.float32)
+        return held[start:stop].astype(np.float32)
+
     def take(self) -> np.ndarray:
         """The whole buffer at 16 kHz (the resampler's tail included); the buffer is empty afterwards."""
         tail = self._resampler.flush()

@@ -82,6 +82,7 @@ class Extensions(_Strict):
     thinking_token_budget: int | None = Field(default=None, ge=0)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     seed: int | None = None
+    listen_while_thinking: bool | None = None
 
 
 class SessionPatch(_Strict):

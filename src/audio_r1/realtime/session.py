@@ -11,6 +11,11 @@ clause, into the TTS engine, whose audio goes out as `response.output_audio.delt
 still writing. `response.cancel`, a new turn under server VAD, or the client leaving stops the
 decoding, the speech and the task.
 
+Listening while thinking (on unless turned off): while a user turn accumulates, each whole piece of it
+goes to the session's `Listener` (`listen.py`), which prefills the turn heard so far into the session's
+own KV cache in its own thread; a response after such a turn decodes from that cache instead of the
+batcher, so only the end of the turn is prefilled after the end of speech.
+
 The session knows nothing of WebSockets or HTTP: the server hands it a `Backend` (the model, a
 `submit` into its batcher, thread pools, limits) and a `Connection` (receive, send, close).
 """
@@ -32,9 +37,10 @@ from ..api import AudioR1
 from ..audio import SAMPLE_RATE
 from ..engine import GenerationConfig, Prompt, SequenceDone, StreamDelta
 from ..errors import AudioR1Error, ConfigError, PromptError
-from ..processing import AudioClip, Turn
+from ..processing import MIN_AUDIO_MS, AudioClip, Turn
 from . import protocol as wire
 from .config import WIRE_RATE, RealtimeOptions, TurnDetection
+from .listen import Listener, ListenStats
 from .pcm import InputBuffer, StreamResampler, decode_audio, encode_audio, from_pcm16
 from .tts import ClauseSplitter, TTSEngine
 from .vad import SileroModel, VadTracker
@@ -73,6 +79,7 @@ class Backend:
     default_max_tokens: int = 1024
     max_tokens_limit: int = 4096
     temperature: float = 0.7
+    listen: ListenStats | None = None  # None: the model cannot listen while thinking (no FastDecoder shape)
 
 
 class Connection(Protocol):
@@ -177,6 +184,7 @@ class RealtimeSession:
         self.thinking_budget: int | None = None
         self.temperature: float | None = None
         self.seed: int | None = None
+        self.listen_while_thinking: bool | None = None  # None: the server's default
         self.turn_detection: TurnDetection | None = (
             TurnDetection(**vars(self.options.turn_detection)) if self.options.server_vad and backend.vad else None)
         self.buffer = InputBuffer()
@@ -184,6 +192,9 @@ class RealtimeSession:
         self.response: _Response | None = None
         self._vad: VadTracker | None = None
         self._speech_item: str | None = None  # the item id announced by speech_started
+        self._listener: Listener | None = None  # made at the first piece heard
+        self._pieces: list[AudioClip] = []  # the open turn's pieces cut so far (listening)
+        self._cut = 0  # buffer samples cut into those pieces
         self.last_activity = time.monotonic()
         self.idle_closed = False
         self._reset_vad()
@@ -203,7 +214,8 @@ class RealtimeSession:
                 "output": {"format": fmt, "voice": self.voice, "speed": self.speed},
             },
             "audio_r1": {"thinking_token_budget": self.thinking_budget, "temperature": self.temperature,
-                         "seed": self.seed, "tts": self.backend.tts.name},
+                         "seed": self.seed, "tts": self.backend.tts.name,
+                         "listen_while_thinking": self.listening},
         }
 
     # --------------------------------------------------------------------------------------- loop
@@ -242,12 +254,15 @@ class RealtimeSession:
             return
 
     def close(self) -> None:
-        """The client is gone: stop the response (its decoding and speech) and drop the buffers."""
+        """The client is gone: stop the response (its decoding and speech), drop the buffers, free the cache."""
         if self.response is not None:
             self.response.cancel("client_cancelled")
             if self.response.task is not None:
                 self.response.task.cancel()
+        if self._listener is not None:
+            self._listener.close()
         self.buffer.clear()
+        self._reset_pieces()
         self.items.clear()
 
     async def handle(self, frame: str) -> None:
@@ -308,6 +323,10 @@ class RealtimeSession:
             except ConfigError as error:
                 return wire.ProtocolError(str(error), code="invalid_value", param="session.audio.output.voice",
                                           event_id=event_id)
+        if patch.audio_r1 is not None and patch.audio_r1.listen_while_thinking and self.backend.listen is None:
+            return wire.ProtocolError("this model cannot listen while thinking (its decoder is not Llama/Qwen2-"
+                                      "shaped)", code="unsupported_value",
+                                      param="session.audio_r1.listen_while_thinking", event_id=event_id)
         if audio is not None and audio.input is not None and audio.input.turn_detection is not None:
             if self.backend.vad is None:
                 return wire.ProtocolError("server VAD is not available on this server; set turn_detection to "
@@ -339,12 +358,14 @@ class RealtimeSession:
         samples = self.buffer.append(data)
         if self._vad is not None and self.turn_detection is not None:
             self._detect(samples)
+        self._listen()
 
     def _on_input_audio_buffer_commit(self, event: wire.InputAudioBufferCommit) -> None:
         self._commit(event.event_id)
 
     def _on_input_audio_buffer_clear(self, event: wire.InputAudioBufferClear) -> None:
         self.buffer.clear()
+        self._reset_pieces()
         self._reset_vad()
         self._send(wire.event("input_audio_buffer.cleared"))
 
@@ -360,7 +381,9 @@ class RealtimeSession:
         item_id = item_id or wire.new_id("item")
         previous = self.items[-1].id if self.items else None
         content = [{"type": "input_audio", "transcript": None}]
-        self._add_item(_Item(item_id, "user", [AudioClip(waveform, item_id)], content))
+        clips = self._turn_pieces(waveform, item_id) if self.listening else [AudioClip(waveform, item_id)]
+        self._reset_pieces()
+        self._add_item(_Item(item_id, "user", clips, content))
         self._send(wire.event("input_audio_buffer.committed", item_id=item_id, previous_item_id=previous))
         self._announce_item(item_id, "user", content, previous)
         return item_id
@@ -402,8 +425,54 @@ class RealtimeSession:
                 if committed is not None and self.turn_detection.create_response and not busy:
                     self._start_response(wire.ResponseParams(), None)
         if not self._vad.speaking:  # silence before speech: keep only the prefix padding
+            self._reset_pieces()
             keep = int(self.turn_detection.prefix_padding_ms * SAMPLE_RATE / 1000) + 512
             self.buffer.drop_before(keep)
+
+    # ---------------------------------------------------------------------- listen while thinking
+
+    @property
+    def listening(self) -> bool:
+        """Whether this session prefills user turns as they arrive (see `realtime/listen.py`)."""
+        if self.backend.listen is None:
+            return False
+        return self.options.listen if self.listen_while_thinking is None else self.listen_while_thinking
+
+    def _piece_samples(self) -> int:
+        return round(self.options.listen_piece_s * SAMPLE_RATE)
+
+    def _reset_pieces(self) -> None:
+        self._pieces, self._cut = [], 0
+
+    def _listen(self) -> None:
+        """Cut the open turn's new whole pieces and have the listener prefill the turn heard so far."""
+        if not self.listening or (self.turn_detection is not None and not (self._vad and self._vad.speaking)):
+            return
+        piece = self._piece_samples()
+        if self.buffer.samples - self._cut < piece:
+            return
+        processor = self.backend.model.processor
+        while self.buffer.samples - self._cut >= piece:
+            clip = AudioClip(self.buffer.samples_between(self._cut, self._cut + piece),
+                             f"input audio piece {len(self._pieces)}")
+            self._pieces.append(processor.with_features(clip))  # the log-mel once (a few ms)
+            self._cut += piece
+        if self._listener is None:
+            assert self.backend.listen is not None
+            self._listener = Listener(self.backend.model, self.backend.listen)
+        self._listener.hear([*self._turns(self.items, self.instructions), Turn("user", list(self._pieces))])
+
+    def _turn_pieces(self, waveform: np.ndarray, source: str) -> list[AudioClip]:
+        """A committed turn as the pieces heard, then the rest cut the same way (a last piece too short for
+        one audio patch is dropped, unless it is all there is)."""
+        piece = self._piece_samples()
+        clips = list(self._pieces)
+        for start in range(self._cut, len(waveform), piece):
+            part = waveform[start:start + piece]
+            if clips and len(part) * 1000 < MIN_AUDIO_MS * SAMPLE_RATE:
+                break
+            clips.append(AudioClip(part, f"{source} piece {len(clips)}"))
+        return clips
 
     # ------------------------------------------------------------------------------ conversation
 
@@ -495,8 +564,10 @@ class RealtimeSession:
             if dropped:
                 dropped_ids = {item.id for item in items[:dropped]}
                 self.items = [item for item in self.items if item.id not in dropped_ids]
+            listener = self._listener if self.listening and use_conversation else None
+            submit = listener.submit if listener is not None and listener.heard else self.backend.submit
             if response.cancelled is None:
-                response.job = self.backend.submit(prompt, config, lambda e: loop.call_soon_threadsafe(
+                response.job = submit(prompt, config, lambda e: loop.call_soon_threadsafe(
                     response.queue.put_nowait, e))
             self._open_output(response)
             speaking = "audio" in response.modalities
@@ -557,9 +628,7 @@ class RealtimeSession:
         max_new = min(asked, backend.max_tokens_limit)
         dropped = 0
         while True:
-            turns = [Turn("system", instructions)] if instructions else []
-            turns += [Turn(item.role, item.content) for item in items[dropped:]]
-            prompt = backend.model.processor.prompt(turns)
+            prompt = backend.model.processor.prompt(self._turns(items[dropped:], instructions))
             room = backend.context - len(prompt.input_ids) if backend.context else max_new
             if room >= max_new or dropped >= len(items) - 1:
                 break
@@ -572,6 +641,12 @@ class RealtimeSession:
             temperature=backend.temperature if self.temperature is None else self.temperature,
             seed=self.seed, max_think_tokens=self.thinking_budget)
         return prompt, config, dropped
+
+    @staticmethod
+    def _turns(items: list[_Item], instructions: str | None) -> list[Turn]:
+        """The conversation's turns (after the system turn of `instructions`, if any)."""
+        turns = [Turn("system", instructions)] if instructions else []
+        return turns + [Turn(item.role, item.content) for item in items]
 
     def _audio_tokens(self) -> tuple[str, ...]:
         t = self.backend.model.template

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..realtime.config import TTS_ENGINES, RealtimeOptions
+from ..realtime.config import DEFAULT_PIECE_S, TTS_ENGINES, RealtimeOptions
 
 
 @dataclass
@@ -103,6 +103,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     realtime.add_argument("--realtime-tts-workers", type=int, default=2, help="threads synthesising speech")
     realtime.add_argument("--realtime-turn-detection", default="server_vad", choices=["server_vad", "none"],
                           help="a new session's turn detection (a client can change it with session.update)")
+    realtime.add_argument("--realtime-listen-while-thinking", action=argparse.BooleanOptionalAction, default=True,
+                          help="prefill a user turn piece by piece as it arrives (a session can turn it off with "
+                               "session.update audio_r1.listen_while_thinking)")
+    realtime.add_argument("--realtime-listen-piece-seconds", type=float, default=DEFAULT_PIECE_S,
+                          help="the length of a listened piece (one encoder chunk each)")
 
 
 def serve_config_from_args(args: argparse.Namespace) -> ServeConfig:
@@ -136,7 +141,9 @@ def serve_config_from_args(args: argparse.Namespace) -> ServeConfig:
                                  max_buffer_s=args.realtime_max_buffer_seconds,
                                  idle_timeout_s=args.realtime_idle_timeout, tts=args.realtime_tts,
                                  voice=args.realtime_voice, tts_workers=args.realtime_tts_workers,
-                                 server_vad=args.realtime_turn_detection == "server_vad"),
+                                 server_vad=args.realtime_turn_detection == "server_vad",
+                                 listen=args.realtime_listen_while_thinking,
+                                 listen_piece_s=args.realtime_listen_piece_seconds),
     )
 
 

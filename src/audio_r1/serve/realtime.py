@@ -18,7 +18,9 @@ from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..errors import AudioR1Error
+from ..fast_decoder import unsupported_reason
 from ..realtime import protocol as wire
+from ..realtime.listen import ListenStats
 from ..realtime.session import Backend, RealtimeSession, SessionRegistry, SubmitRefused
 from ..realtime.tts import TTSEngine, make_tts
 from ..realtime.vad import SileroModel, VadError, silero_model_path
@@ -105,6 +107,13 @@ class RealtimeRoute:
         except VadError as error:
             self.vad = None
             log.warning("%s; realtime sessions commit by hand", error)
+        self.listen: ListenStats | None = None  # listen-while-thinking needs a FastDecoder-shaped decoder
+        reason = unsupported_reason(state.model.model.language_model)
+        if reason is None:
+            self.listen = ListenStats()
+        elif options.listen:
+            log.warning("realtime sessions answer each turn from a whole prefill (no listen-while-thinking): %s",
+                        reason)
 
     def backend(self) -> Backend:
         state, config = self.state, self.state.config
@@ -112,7 +121,8 @@ class RealtimeRoute:
         return Backend(model=state.model, model_name=config.name, submit=self._submit,
                        prepare_pool=state.prepare_pool, tts_pool=self.tts_pool, tts=self.tts, vad=self.vad,
                        options=config.realtime, context=state.context, default_max_tokens=config.default_max_tokens,
-                       max_tokens_limit=config.max_tokens_limit, temperature=config.temperature)
+                       max_tokens_limit=config.max_tokens_limit, temperature=config.temperature,
+                       listen=self.listen)
 
     def _submit(self, prompt, config, emit):
         try:
@@ -121,6 +131,10 @@ class RealtimeRoute:
             raise SubmitRefused(str(error), "queue_full") from None
         except ShuttingDownError as error:
             raise SubmitRefused(str(error), "shutting_down") from None
+
+    def stats(self) -> dict[str, Any]:
+        """What `/health` reports: the sessions and, where the model can, their listening."""
+        return {**self.registry.stats(), "listen": self.listen.stats() if self.listen is not None else None}
 
     def shutdown(self) -> None:
         self.tts_pool.shutdown(wait=False, cancel_futures=True)

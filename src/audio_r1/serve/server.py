@@ -147,7 +147,7 @@ def create_app(model: AudioR1, config: ServeConfig) -> FastAPI:
                          "failed": s.failed, "cancelled": s.cancelled, "aborted": s.aborted,
                          "max_batch_seen": s.max_batch_seen,
                          "mean_batch": round(s.batched_requests / s.batches, 2) if s.batches else 0.0},
-            "realtime": realtime.registry.stats(),
+            "realtime": realtime.stats(),
         }
 
     @app.websocket("/v1/realtime")

@@ -3,6 +3,9 @@
 A checkpoint is a directory `step-00000100/` holding the trainable tensors, the optimizer and
 scheduler states and `state.json`. It is assembled in a hidden staging directory and renamed into
 place, so a run killed at any moment leaves either the previous checkpoints or a complete new one.
+A *sharded* checkpoint (FSDP2 runs) holds, instead of the first two files, a `torch.distributed.checkpoint`
+directory `sharded/` that every process writes its own shards of into; it loads back onto any number
+of processes, and `read_sharded_tensors` reads its trainable tensors whole in one process.
 The optimizer and scheduler states are read back with `torch.load(weights_only=True)`, so a planted
 `optimizer.pt` cannot run code on resume.
 """
@@ -15,6 +18,7 @@ import pickle
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ TENSORS = "trainable.safetensors"
 OPTIMIZER = "optimizer.pt"
 SCHEDULER = "scheduler.pt"
 STATE = "state.json"
+SHARDED = "sharded"
 
 
 def save_checkpoint(
@@ -41,11 +46,96 @@ def save_checkpoint(
 ) -> Path:
     """Write `directory/step-XXXXXXXX` atomically and keep only the newest `keep` checkpoints."""
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / f"step-{step:08d}"
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=directory))
+    staging = Path(tempfile.mkdtemp(prefix=f".{_step_name(step)}.", dir=directory))
     try:
         save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(staging / TENSORS))
         torch.save(optimizer_state, staging / OPTIMIZER)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return _commit(staging, directory, step, scheduler_state, state, keep)
+
+
+def sharded_staging(directory: Path, step: int) -> Path:
+    """The staging directory every process of a sharded save writes into (one name all ranks know)."""
+    return directory / f".{_step_name(step)}.sharded"
+
+
+def save_sharded_checkpoint(
+    directory: Path,
+    step: int,
+    shards: dict[str, Any],
+    scheduler_state: dict[str, Any],
+    state: dict[str, Any],
+    *,
+    main: bool,
+    barrier: Callable[[], None],
+    keep: int = 2,
+) -> Path:
+    """Write a sharded `directory/step-XXXXXXXX` atomically; every process calls it (a collective).
+
+    `shards` ({"model": …, "optimizer": …} of this process's DTensor shards) goes through
+    `torch.distributed.checkpoint` into the staging directory; then the main process adds the
+    scheduler state and `state.json`, renames the staging directory into place and prunes old ones.
+    """
+    import torch.distributed.checkpoint as dcp  # only sharded runs need it
+
+    staging = sharded_staging(directory, step)
+    if main:
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+    barrier()
+    try:
+        dcp.save(shards, checkpoint_id=str(staging / SHARDED), no_dist=_single_process())
+        barrier()
+        target = _commit(staging, directory, step, scheduler_state, state, keep) if main else None
+    except BaseException:
+        if main:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    barrier()
+    return target or directory / _step_name(step)
+
+
+def load_sharded_checkpoint(path: Path, shards: dict[str, Any]) -> tuple[dict, dict]:
+    """Fill `shards` (state dicts shaped like the ones saved) in place; returns (scheduler state, state.json)."""
+    import torch.distributed.checkpoint as dcp  # only sharded runs need it
+
+    if not (path / SHARDED).is_dir():
+        raise CheckpointError(f"{path} is not a sharded checkpoint (it was written without FSDP)")
+    dcp.load(shards, checkpoint_id=str(path / SHARDED), no_dist=_single_process())
+    return _load_state(path / SCHEDULER), read_state(path)
+
+
+def read_sharded_tensors(path: Path, prefix: str = "model.") -> dict[str, torch.Tensor]:
+    """The whole tensors under `prefix` of a sharded checkpoint, read in one process (no process group)."""
+    import torch.distributed.checkpoint as dcp  # only sharded checkpoints need it
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata  # (the same)
+
+    reader = dcp.FileSystemReader(str(path / SHARDED))
+    entries = reader.read_metadata().state_dict_metadata
+    tensors = {key: torch.empty(meta.size, dtype=meta.properties.dtype) for key, meta in entries.items()
+               if key.startswith(prefix) and isinstance(meta, TensorStorageMetadata)}
+    dcp.load(tensors, storage_reader=reader, no_dist=True)
+    return {key[len(prefix):]: tensor for key, tensor in tensors.items()}
+
+
+def _single_process() -> bool:
+    """No process group: `torch.distributed.checkpoint` then reads and writes everything in this process."""
+    import torch.distributed as dist  # only sharded runs need it
+
+    return not dist.is_initialized()
+
+
+def _step_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def _commit(staging: Path, directory: Path, step: int, scheduler_state: dict[str, Any], state: dict[str, Any],
+            keep: int) -> Path:
+    """Finish a staging directory (scheduler state, `state.json`), rename it into place, prune old ones."""
+    target = directory / _step_name(step)
+    try:
         torch.save(scheduler_state, staging / SCHEDULER)
         (staging / STATE).write_text(json.dumps({**state, "step": step}, indent=2) + "\n")
         if target.exists():
@@ -74,11 +164,17 @@ def latest_checkpoint(directory: Path) -> Path | None:
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict, dict, dict]:
     """(trainable tensors, optimizer state, scheduler state, state.json) of one checkpoint."""
+    if (path / SHARDED).is_dir():
+        raise CheckpointError(f"{path} is a sharded checkpoint of an FSDP run: resume it with fsdp on")
     tensors = load_file(str(path / TENSORS))
     optimizer_state = _load_state(path / OPTIMIZER)
     scheduler_state = _load_state(path / SCHEDULER)
-    state = json.loads((path / STATE).read_text())
-    return tensors, optimizer_state, scheduler_state, state
+    return tensors, optimizer_state, scheduler_state, read_state(path)
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """The `state.json` of a checkpoint (its step, config and last loss)."""
+    return json.loads((path / STATE).read_text())
 
 
 def _load_state(file: Path) -> dict:

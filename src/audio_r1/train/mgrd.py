@@ -3,7 +3,7 @@
     audio-r1 train mgrd --data runs/suite/train.jsonl --model smol --out runs/mgrd --rounds 3 -k 8
 
 Each round samples ``k`` reasoning chains per acoustic question from the current model, passes every
-chain through the three filters of :func:`audio_r1.verify.verify` (grounded in acoustic cues, coherent,
+chain through the three filters of :func:`audio_r1.scoring.verifier.verify` (grounded in acoustic cues, coherent,
 correct), fine-tunes the model on the accepted chains plus text reasoning items with the SFT trainer,
 and evaluates the result. The next round samples from the fine-tuned model. A round's folder holds:
 

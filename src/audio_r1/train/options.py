@@ -21,6 +21,7 @@ import dataclasses
 import math
 import types
 import typing
+import warnings
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,23 @@ class RunOptions:
     keep_checkpoints: int = 2
     log_every: int = 1
     save_final: bool = True
+
+
+def effective_mixed_precision(requested: str, device: torch.device | str) -> str:
+    """`requested`, or "no" (with a warning) for bf16 on a CPU without native bf16 matrix products.
+
+    Without AVX512-BF16 or AMX, PyTorch's CPU bf16 matmul falls back to a reference GEMM: one step of
+    16 smol examples took 699 s under bf16 autocast on a 2-core AVX2 machine, against 45 s in fp32.
+    """
+    if requested != "bf16" or torch.device(device).type != "cpu":
+        return requested
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)() or \
+        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    if native:
+        return requested
+    warnings.warn("bf16 autocast requested, but this CPU has no native bf16 matrix products (no AVX512-BF16 "
+                  "or AMX): training in fp32, which is an order of magnitude faster here", stacklevel=2)
+    return "no"
 
 
 def check_options(config: Any) -> None:

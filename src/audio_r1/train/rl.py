@@ -59,6 +59,7 @@ from .options import (
     check_options,
     check_resume,
     config_from_flags,
+    effective_mixed_precision,
     make_optimizer,
     make_scheduler,
     prepare_model,
@@ -495,7 +496,8 @@ def _micro_batches(rows: Sequence[int], rollouts: Sequence[Rollout], size: int) 
 
 
 def _autocast(config: RLConfig, device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.mixed_precision == "bf16")
+    enabled = effective_mixed_precision(config.mixed_precision, device) == "bf16"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def _score_rollouts(policy: nn.Module, value_head: ValueHead | None, reference: nn.Module | None,

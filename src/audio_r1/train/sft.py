@@ -2,6 +2,7 @@
 
     audio-r1 train sft --model tiny --train data/train.sft.jsonl --dev data/dev.sft.jsonl --out runs/sft
     accelerate launch --cpu --num_processes 2 -m audio_r1.train.sft --model tiny --train … --out …
+    torchrun --nproc_per_node 2 -m audio_r1.train.sft --fsdp --model tiny --train … --out …
 
 What it does, step by step:
 - the audio encoder is frozen; the adaptor and the decoder train (fully, or with LoRA adapters plus
@@ -13,7 +14,9 @@ What it does, step by step:
 - AdamW, linear warmup then cosine decay, gradient clipping;
 - dev loss every `eval_every` steps; TensorBoard logs and `metrics.jsonl` in `out`;
 - a checkpoint every `save_every` steps, written atomically; `--resume` continues from the newest
-  one and ends with the same weights as an uninterrupted run.
+  one and ends with the same weights as an uninterrupted run;
+- with `--fsdp` the model is sharded with FSDP2 over the processes (`fsdp.py`) and checkpoints are
+  sharded (`torch.distributed.checkpoint`); the losses and weights are those of one process.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,8 +40,19 @@ from tqdm.auto import tqdm
 
 from ..checkpoints import save_pretrained
 from ..errors import ConfigError
-from .checkpointing import latest_checkpoint, load_checkpoint, remove_stale_staging, save_checkpoint
+from .checkpointing import latest_checkpoint, remove_stale_staging
 from .collate import IGNORE, RecordError, TrainingExample, build_example, collate
+from .fsdp import (
+    base_optimizer,
+    clip_gradients,
+    is_sharded,
+    load_training_state,
+    make_accelerator,
+    no_sync,
+    prepare,
+    save_training_state,
+    unsharded,
+)
 from .options import (
     ModelOptions,
     OptimiserOptions,
@@ -51,7 +66,6 @@ from .options import (
     prepare_model,
     require_positive,
     run_stage,
-    trainable_state,
 )
 
 
@@ -71,6 +85,7 @@ class SFTConfig(ModelOptions, OptimiserOptions, RunOptions):
     min_lr_ratio: float = 0.1
     max_length: int = 1024
     eval_every: int = 50
+    fsdp: bool = False  # shard the model over the processes with FSDP2 (sharded checkpoints)
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -151,10 +166,9 @@ def token_loss_sum(model: torch.nn.Module, batch) -> torch.Tensor:
 
 def train_sft(config: SFTConfig, resume: bool = False, progress: bool = True) -> SFTResult:
     """Run (or resume) supervised fine-tuning; returns the final losses and the output directory."""
-    from accelerate import Accelerator  # accelerate: slow to import, only training needs it
-
     out = Path(config.out)
-    accelerator = Accelerator(log_with="tensorboard", project_dir=str(out), mixed_precision=config.mixed_precision)
+    accelerator = make_accelerator(config.fsdp, log_with="tensorboard", project_dir=str(out),
+                                   mixed_precision=config.mixed_precision)
     world, rank = accelerator.num_processes, accelerator.process_index
     if config.batch_size % world:
         raise ConfigError(f"batch_size {config.batch_size} must be divisible by the {world} processes")
@@ -164,26 +178,22 @@ def train_sft(config: SFTConfig, resume: bool = False, progress: bool = True) ->
     tokenizer, template = wrapper.tokenizer, wrapper.template
     train_examples = _examples(config.train, config, wrapper)
     dev_examples = _examples(config.dev, config, wrapper) if config.dev else []
-    optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config.warmup_steps, config.steps, config.min_lr_ratio)
+    model, optimizer = prepare(accelerator, model, lambda m: make_optimizer(m, config), fsdp=config.fsdp,
+                               mixed_precision=config.mixed_precision)
+    scheduler = make_scheduler(base_optimizer(optimizer), config.warmup_steps, config.steps, config.min_lr_ratio)
 
     start_step = 0
     checkpoints = out / "checkpoints"
     if resume:
-        remove_stale_staging(checkpoints)
+        if accelerator.is_main_process:
+            remove_stale_staging(checkpoints)
+        accelerator.wait_for_everyone()
         found = latest_checkpoint(checkpoints)
         if found is not None:
-            tensors, optimizer_state, scheduler_state, state = load_checkpoint(found)
-            check_resume(state.get("config", {}), config)
-            missing = set(trainable_state(model)) - set(tensors)
-            if missing:
-                raise RuntimeError(f"checkpoint {found} lacks trainable tensors: {sorted(missing)[:5]}")
-            model.load_state_dict(tensors, strict=False)
-            optimizer.load_state_dict(optimizer_state)
-            scheduler.load_state_dict(scheduler_state)
+            state = load_training_state(accelerator, found, model, optimizer, scheduler,
+                                        check=lambda saved: check_resume(saved.get("config", {}), config))
             start_step = int(state["step"])
             accelerator.print(f"resuming from {found} (step {start_step})")
-    model, optimizer = accelerator.prepare(model, optimizer)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
@@ -205,14 +215,14 @@ def train_sft(config: SFTConfig, resume: bool = False, progress: bool = True) ->
         for position, examples in enumerate(micro):
             batch = collate(examples, wrapper.special.end_of_turn).to(accelerator.device)
             syncing = position == len(micro) - 1
-            context = accelerator.no_sync(model) if not syncing else contextlib.nullcontext()
+            context = no_sync(accelerator, model) if not syncing else contextlib.nullcontext()
             with context:
                 loss_sum = token_loss_sum(model, batch)
-                # DDP averages gradients over processes; scaling by `world` turns that into a sum,
+                # DDP and FSDP average gradients over processes; scaling by `world` turns that into a sum,
                 # so the update is the mean over every label token of the global batch.
                 accelerator.backward(loss_sum * world / total_tokens)
             local_loss += float(loss_sum.detach())
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        grad_norm = clip_gradients(accelerator, model, config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -237,31 +247,38 @@ def train_sft(config: SFTConfig, resume: bool = False, progress: bool = True) ->
         bar.set_postfix(loss=f"{loss_value:.3f}", ex_s=f"{metrics['train/examples_per_s']:.1f}")
         bar.update(1)
         if done % config.save_every == 0 or done == config.steps:
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                unwrapped = accelerator.unwrap_model(model)
-                save_checkpoint(checkpoints, done, trainable_state(unwrapped), optimizer.state_dict(),
-                                scheduler.state_dict(), {"config": dataclasses.asdict(config), "loss": loss_value},
+            save_training_state(accelerator, checkpoints, done, model, optimizer, scheduler,
+                                {"config": dataclasses.asdict(config), "loss": loss_value},
                                 keep=config.keep_checkpoints)
-            accelerator.wait_for_everyone()
     bar.close()
     accelerator.wait_for_everyone()
-    if config.save_final and accelerator.is_main_process:
-        export_model(accelerator.unwrap_model(model), tokenizer, out / "final")
+    if config.save_final:
+        whole = unsharded(accelerator, model, lambda: prepare_model(config)[1])
+        if whole is not None:
+            export_model(whole, tokenizer, out / "final")
     accelerator.end_training()
     del template
     return SFTResult(config.steps, loss_value, dev_loss, out, time.perf_counter() - started)
 
 
 def evaluate_loss(model, examples: Sequence[TrainingExample], config: SFTConfig, wrapper, accelerator) -> float:
-    """Mean token loss over `examples` (each process takes its share; results are summed)."""
+    """Mean token loss over `examples` (each process takes its share; results are summed).
+
+    A sharded model's forward pass is a collective, so there every process runs as many forward
+    passes as the one with the largest share (a process with fewer examples repeats one and ignores it).
+    """
     model.eval()
     total = torch.zeros(2)
-    mine = list(examples)[accelerator.process_index :: accelerator.num_processes]
+    world, size = accelerator.num_processes, config.micro_batch_size
+    mine = list(examples)[accelerator.process_index :: world]
+    share = math.ceil(len(examples) / world) if is_sharded(model) else len(mine)
     with torch.no_grad():
-        for i in range(0, len(mine), config.micro_batch_size):
-            batch = collate(mine[i : i + config.micro_batch_size], wrapper.special.end_of_turn).to(accelerator.device)
-            total += torch.tensor([float(token_loss_sum(model, batch)), batch.label_tokens])
+        for i in range(math.ceil(share / size)):
+            chunk = mine[i * size : (i + 1) * size]
+            batch = collate(chunk or list(examples)[:1], wrapper.special.end_of_turn).to(accelerator.device)
+            loss_sum = float(token_loss_sum(model, batch))
+            if chunk:
+                total += torch.tensor([loss_sum, batch.label_tokens])
     model.train()
     total = accelerator.reduce(total.to(accelerator.device), reduction="sum")  # NCCL reduces device tensors
     return float(total[0] / max(1.0, float(total[1])))
