@@ -4,8 +4,8 @@ A checkpoint is a directory `step-00000100/` holding the trainable tensors, the 
 scheduler states and `state.json`. It is assembled in a hidden staging directory and renamed into
 place, so a run killed at any moment leaves either the previous checkpoints or a complete new one.
 A *sharded* checkpoint (FSDP2 runs) holds, instead of the first two files, a `torch.distributed.checkpoint`
-directory `sharded/` that every process writes its own shards of into; it loads back onto any number
-of processes, and `read_sharded_tensors` reads its trainable tensors whole in one process.
+directory `sharded/` that every process writes its own shards of into (resuming is tested with the same
+number of processes only), and `read_sharded_tensors` reads its trainable tensors whole in one process.
 The optimizer and scheduler states are read back with `torch.load(weights_only=True)`, so a planted
 `optimizer.pt` cannot run code on resume.
 """
