@@ -27,7 +27,6 @@ import base64
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,30 +38,12 @@ import soxr
 
 sys.path.insert(0, str(Path(__file__).parent))
 from report import write_section  # noqa: E402
+from server import start_server  # noqa: E402
 
 from audio_r1.processing import item_question  # noqa: E402
 from audio_r1.realtime.tts import EspeakTTS  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "src" / "audio_r1" / "assets" / "examples"
-
-
-def start_server(port: int, log: Path, model: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "audio_r1.cli", "serve", "--model", model, "--port", str(port),
-            "--log-level", "warning", "--realtime-turn-detection", "none"]
-    if model == "smol":
-        args.append("--int8")
-    proc = subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 def clips() -> list[tuple[np.ndarray, bytes, str]]:
@@ -148,7 +129,8 @@ def main() -> None:
     logs = Path(os.environ.get("TMPDIR", "/tmp"))
     url = f"http://127.0.0.1:{args.port}"
     load = os.getloadavg()[0]
-    proc = start_server(args.port, logs / "bench_realtime.log", args.model)
+    flags = ["--model", args.model, "--log-level", "warning", "--realtime-turn-detection", "none"]
+    proc = start_server(args.port, logs / "bench_realtime.log", *flags, *(["--int8"] if args.model == "smol" else []))
     tts = EspeakTTS()
     items = clips()
     rt: list[dict] = []

@@ -19,7 +19,6 @@ import base64
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).parent))
 from report import write_section  # noqa: E402
+from server import start_server  # noqa: E402
 
 from audio_r1.processing import item_question  # noqa: E402
 
@@ -50,25 +50,6 @@ def requests_for(n: int, max_tokens: int, budget: int) -> list[dict]:
                        "stream_options": {"include_usage": True}, "max_tokens": max_tokens, "temperature": 0,
                        "thinking_token_budget": budget})
     return bodies
-
-
-def start_server(port: int, max_batch: int, int8: bool, log: Path) -> subprocess.Popen:
-    args = [sys.executable, "-m", "audio_r1.cli", "serve", "--model", "smol", "--port", str(port),
-            "--max-batch", str(max_batch), "--max-queue", "512", "--log-level", "warning"]
-    if int8:
-        args.append("--int8")
-    proc = subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 async def one(client: httpx.AsyncClient, body: dict) -> dict:
@@ -161,7 +142,9 @@ def main() -> None:
     load = os.getloadavg()[0]
     try:
         for i, (mode, max_batch) in enumerate(modes.items()):
-            procs[mode] = start_server(args.port + i, max_batch, not args.fp32, logs / f"bench_serve_{mode}.log")
+            procs[mode] = start_server(args.port + i, logs / f"bench_serve_{mode}.log", "--model", "smol",
+                                       "--max-batch", str(max_batch), "--max-queue", "512", "--log-level", "warning",
+                                       *([] if args.fp32 else ["--int8"]))
             urls[mode] = f"http://127.0.0.1:{args.port + i}"
             asyncio.run(closed_loop(urls[mode], warmup, 2))
         for level in LEVELS:
